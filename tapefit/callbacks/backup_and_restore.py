@@ -6,8 +6,10 @@ versions, Python and numpy random states, the other callbacks' states, the Histo
 With ``save_freq=N`` a backup is taken every N batches and `fit` resumes at that step: it
 replays the epoch's start (random states, data order), skips the batches already done and
 continues with the random streams of the moment of the backup, so the weights come out bit for
-bit as in a run that was never interrupted (on CPU; for inputs whose order is drawn when an
-epoch starts: arrays, tensors, Datasets and DataLoaders without per-batch random transforms).
+bit as in a run that was never interrupted (on CPU; for arrays, tensors, Datasets and
+DataLoaders, random ``map`` functions included, as long as they draw in the training thread:
+a ``map`` with ``num_parallel_calls`` > 1 draws on threads in no fixed order, so it is not
+reproducible even without an interruption).
 
 Files are written atomically, the one before is kept as a fallback, and neither is deleted
 unless training ran to its last epoch without a stop: a NaN, an early stop or an error keeps

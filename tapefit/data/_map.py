@@ -88,9 +88,24 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) ->
 
 
 def is_batch_polymorphic(fn: Callable, rows: Rows) -> bool:
-    """The probe described in the module docstring."""
+    """The probe described in the module docstring.
+
+    It leaves every global random state as it found it: a random ``fn`` drawing here would
+    otherwise shift the draws of the pass that triggered the probe (the shuffle order among
+    them), and a run resumed mid-training, which probes in a later epoch, would diverge.
+    """
     if rows.n == 0:
         return False
+    from ..utils.random import get_rng_state, set_rng_state
+
+    state = get_rng_state()
+    try:
+        return _probe(fn, rows)
+    finally:
+        set_rng_state(state)
+
+
+def _probe(fn: Callable, rows: Rows) -> bool:
     picks = torch.linspace(0, rows.n - 1, min(rows.n, _PROBE_ROWS)).round().to(torch.int64)
     picks = picks.clamp_(0, rows.n - 1).unique()
     inputs = list(rows.elements(picks))

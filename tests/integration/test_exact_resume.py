@@ -94,8 +94,37 @@ def test_sigkill_at_random_moments_then_restart_gives_identical_weights(tmp_path
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
 
 
-def test_mid_epoch_backup_resumes_at_the_step_in_process(tmp_path):
-    """The same property without processes: stop after 5 batches, then resume in a new model."""
+def _pipelines(x, y):
+    """Inputs whose random draws must all be replayed: shuffles, random maps per element and per batch."""
+    import tapefit
+
+    def noisy_elements(a, b):
+        return a + torch.randn(4), b
+
+    def numpy_noise(a, b):
+        return a + torch.from_numpy(np.random.standard_normal(4).astype("float32")), b
+
+    def noisy_batches(a, b):
+        return a + torch.randn_like(a), b
+
+    slices = tapefit.data.Dataset.from_tensor_slices
+    return {
+        "arrays": lambda: ((x, y), {"batch_size": 8}),
+        "torch_map_per_element": lambda: ((slices((x, y)).shuffle(64).map(noisy_elements).batch(8),), {}),
+        "numpy_map_per_element": lambda: ((slices((x, y)).shuffle(64).map(numpy_noise).batch(8),), {}),
+        "map_per_batch": lambda: ((slices((x, y)).shuffle(64).batch(8).map(noisy_batches),), {}),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["arrays", "torch_map_per_element", "numpy_map_per_element", "map_per_batch"]
+)
+def test_mid_epoch_backup_resumes_at_the_step_in_process(tmp_path, kind):
+    """The same property without processes: stop after 5 batches, then resume in a new model.
+
+    The random maps matter: a random function drawing from the global generator while the
+    pipeline probes it must not shift the resumed epoch's shuffle order.
+    """
     import tapefit
     from tapefit import layers
 
@@ -110,8 +139,10 @@ def test_mid_epoch_backup_resumes_at_the_step_in_process(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((64, 4)).astype("float32")
     y = rng.integers(0, 2, 64)
+    data = _pipelines(x, y)[kind]
     reference = build()
-    reference.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    args, kwargs = data()
+    reference.fit(*args, epochs=2, verbose=0, **kwargs)
 
     class Crash(tapefit.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -119,23 +150,23 @@ def test_mid_epoch_backup_resumes_at_the_step_in_process(tmp_path):
                 raise KeyboardInterrupt
 
     first = build()
+    args, kwargs = data()
     with pytest.raises(KeyboardInterrupt):
         first.fit(
-            x,
-            y,
-            batch_size=8,
+            *args,
             epochs=2,
             verbose=0,
             callbacks=[tapefit.callbacks.BackupAndRestore(tmp_path, save_freq=1), Crash()],
+            **kwargs,
         )
     second = build()
+    args, kwargs = data()
     second.fit(
-        x,
-        y,
-        batch_size=8,
+        *args,
         epochs=2,
         verbose=0,
         callbacks=[tapefit.callbacks.BackupAndRestore(tmp_path, save_freq=1)],
+        **kwargs,
     )
     for a, b in zip(reference.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(a, b)
