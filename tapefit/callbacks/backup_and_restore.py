@@ -1,19 +1,24 @@
 """`BackupAndRestore`: resume an interrupted `fit` exactly where the last backup was taken.
 
-One safetensors file holds the model's, the optimizer's and the metrics' states, the random
-states and the epoch's log accumulators; its metadata field holds JSON (epoch and step,
-versions, Python and numpy random states, the other callbacks' states, the History so far).
-With ``save_freq=N`` a backup is taken every N batches and `fit` resumes at that step: it
-replays the epoch's start (random states, data order), skips the batches already done and
-continues with the random streams of the moment of the backup, so the weights come out bit for
-bit as in a run that was never interrupted (on CPU; for arrays, tensors, Datasets and
-DataLoaders, random ``map`` functions included, as long as they draw in the training thread:
-a ``map`` with ``num_parallel_calls`` > 1 draws on threads in no fixed order, so it is not
-reproducible even without an interruption).
+A backup is one safetensors file: the model's and the optimizer's full states, and for each
+process its random states, metric states and the epoch's log accumulators; its metadata field
+holds JSON (epoch and step, versions, the other callbacks' states, the History so far). With
+``save_freq=N`` a backup is taken every N batches and `fit` resumes at that step: it replays the
+epoch's start (random states, data order), skips the batches already done and continues with
+the random streams of the moment of the backup, so the weights come out bit for bit as in a
+run that was never interrupted (on CPU; for arrays, tensors, Datasets and DataLoaders, random
+``map`` functions included, as long as they draw in the training thread: a ``map`` with
+``num_parallel_calls`` > 1 draws on threads in no fixed order, so it is not reproducible even
+without an interruption).
 
-Files are written atomically, the one before is kept as a fallback, and neither is deleted
-unless training ran to its last epoch without a stop: a NaN, an early stop or an error keeps
-them.
+A backup counts once it is *published*: its file is written atomically, then (after a barrier
+when several processes train) the index ``backup-index.json`` naming it is written atomically,
+last. A crash at any moment leaves the index naming the last complete backup; files it does not
+name are removed. The backup before is kept as a fallback, and neither is deleted unless
+training ran to its last epoch without a stop: a NaN, an early stop or an error keeps them.
+
+In a distributed job only rank 0 reads and writes the folder: it gathers the other ranks'
+states into the file and sends them what it read, so the folder need not be shared.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import math
 import os
 import random
+import re
 import warnings
 from typing import Any
 
@@ -32,11 +38,15 @@ import safetensors.torch
 import torch
 
 from .._atomic import atomic_write, clean_stale_temporaries
+from ..distribute import checkpointing, environment
 from .callback import Callback, _is_chief, _to_float
 
 __all__ = ["BackupAndRestore"]
 
 _FORMAT = "tapefit.backup"
+_INDEX = "backup-index.json"
+_INDEX_FORMAT = "tapefit.backup-index"
+_FILE = re.compile(r"backup-e\d+-b\d+\.safetensors\Z")
 
 
 class _Unreadable(Exception):
@@ -46,7 +56,7 @@ class _Unreadable(Exception):
 def _cpu_copy(name: str, value: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"BackupAndRestore: state entry {name!r} is a {type(value).__name__}, not a tensor.")
-    return value.detach().to("cpu", copy=True).contiguous()
+    return checkpointing.full_tensor(value)
 
 
 def _tapefit_version() -> str:
@@ -55,12 +65,17 @@ def _tapefit_version() -> str:
     return __version__
 
 
+def _under(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 class BackupAndRestore(Callback):
     """Back up the training state at each epoch's end and restore it when `fit` starts again.
 
     Restart the same script after a crash or a kill: `fit` resumes at the epoch after the
-    last backup, with the model, the optimizer (moments, iterations) and the global random
-    states (Python, numpy, torch) as they were then. `fit` reads :attr:`initial_epoch` after
+    last backup (or, with ``save_freq=N``, at the batch after it), with the model, the
+    optimizer (moments, iterations), the metrics, the random states (Python, numpy, torch) and
+    the other callbacks' states as they were then. `fit` reads :attr:`initial_epoch` after
     ``on_train_begin``.
 
     If the newest backup is unreadable, the previous one is used with a warning naming the
@@ -100,8 +115,8 @@ class BackupAndRestore(Callback):
         self.save_freq = save_freq
         self.double_checkpoint = double_checkpoint
         self.delete_checkpoint = delete_checkpoint
-        self._path = os.path.join(self.backup_dir, "latest.backup.safetensors")
-        self._prev_path = os.path.join(self.backup_dir, "previous.backup.safetensors")
+        self._index = os.path.join(self.backup_dir, _INDEX)
+        self._published: str | None = None  # the file the index names as the latest
         self.initial_epoch = 0
         self._last_completed: int | None = None
         self._unhealthy = False
@@ -115,7 +130,7 @@ class BackupAndRestore(Callback):
             return
         self._batches += 1
         state = getattr(self.model, "_fit_state", None)
-        if self._batches % self.save_freq == 0 and state is not None and _is_chief():
+        if self._batches % self.save_freq == 0 and state is not None:
             self._save(state.epoch, mid_epoch=state)
 
     # ---- restoring -------------------------------------------------------------------
@@ -124,41 +139,70 @@ class BackupAndRestore(Callback):
         self.initial_epoch = 0
         self._last_completed = None
         self._unhealthy = False
+        found: tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None = None
+        error = None
         if _is_chief():
-            clean_stale_temporaries(self.backup_dir)
-        candidates = [p for p in (self._path, self._prev_path) if os.path.exists(p)]
+            try:
+                found = self._find()
+            except RuntimeError as e:
+                error = str(e)
+        found, error = checkpointing.share_from_chief((found, error))
+        if error is not None:
+            raise RuntimeError(error)
+        if found is None:
+            return
+        name, meta, tensors = found
+        self._published = name
+        self._apply(os.path.join(self.backup_dir, name), meta, tensors)
+        self.initial_epoch = self._last_completed = int(meta["epoch"])
+
+    def _find(self) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The newest readable published backup (rank 0), with warnings for the ones skipped."""
+        clean_stale_temporaries(self.backup_dir)
+        if not os.path.exists(self._index):
+            unpublished = self._backup_files()
+            if unpublished:
+                warnings.warn(
+                    f"BackupAndRestore: ignoring {', '.join(unpublished)} in {self.backup_dir}: no index "
+                    f"({_INDEX}) names them, so the process stopped before any backup was complete; "
+                    "training starts from the beginning.",
+                    stacklevel=3,
+                )
+            return None
+        try:
+            with open(self._index) as f:
+                index = json.load(f)
+            if index.get("format") != _INDEX_FORMAT:
+                raise ValueError("not a tapefit backup index")
+            names = [index["latest"], index.get("previous")]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RuntimeError(
+                f"BackupAndRestore: the backup index {self._index} is unreadable ({e}). Refusing to "
+                f"restart from scratch silently: delete {self.backup_dir} to start over."
+            ) from e
         failures = []
-        for path in candidates:
+        for name in (n for n in names if n):
+            path = os.path.join(self.backup_dir, name)
             try:
                 meta, tensors = self._read(path)
             except _Unreadable as e:
                 warnings.warn(
                     f"BackupAndRestore: cannot read the backup {path} ({e}); trying an older one.",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 failures.append(f"{path}: {e}")
                 continue
-            self._apply(path, meta, tensors)
-            self.initial_epoch = self._last_completed = int(meta["epoch"])
-            if "fit" in meta and int(meta["fit"]["step"]) > 0:
-                from ..trainers.fit_state import ResumePoint
+            return name, meta, tensors
+        raise RuntimeError(
+            f"BackupAndRestore: no backup in {self.backup_dir} could be read ({'; '.join(failures)}). "
+            "Refusing to restart from scratch silently: delete the folder to start over."
+        )
 
-                fit_tensors = {k[len("fit/") :]: v for k, v in tensors.items() if k.startswith("fit/")}
-                self.model._resume_point = ResumePoint.from_tensors(fit_tensors, meta["fit"])
-                self._restore_metrics(tensors)
-            if failures and path == self._prev_path and _is_chief():
-                with contextlib.suppress(OSError):  # so the next save does not rotate it over the good one
-                    os.unlink(self._path)
-            return
-        if failures:
-            raise RuntimeError(
-                "BackupAndRestore: no backup in "
-                + self.backup_dir
-                + " could be read ("
-                + "; ".join(failures)
-                + "). Refusing to restart from scratch silently: delete the folder "
-                "to start over."
-            )
+    def _backup_files(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.backup_dir) if _FILE.match(n))
+        except FileNotFoundError:
+            return []
 
     def _read(self, path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         try:
@@ -167,15 +211,13 @@ class BackupAndRestore(Callback):
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (OSError, KeyError, ValueError, safetensors.SafetensorError) as e:
             raise _Unreadable(f"{type(e).__name__}: {e}") from e
-        if meta.get("format") != _FORMAT or "epoch" not in meta:
+        if meta.get("format") != _FORMAT or "epoch" not in meta or "ranks" not in meta:
             raise _Unreadable("not a tapefit backup file")
         return meta, tensors
 
     def _apply(self, path: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        model_state = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
-        optimizer_state = {
-            k[len("optimizer/") :]: v for k, v in tensors.items() if k.startswith("optimizer/")
-        }
+        model_state = _under("model/", tensors)
+        optimizer_state = _under("optimizer/", tensors)
         current = {k: v for k, v in self.model.state_dict().items() if isinstance(v, torch.Tensor)}
         problems = [
             f"missing from the backup: {k} {tuple(current[k].shape)}" for k in current if k not in model_state
@@ -194,11 +236,19 @@ class BackupAndRestore(Callback):
                 + "\n  ".join(problems)
                 + f"\nDelete {self.backup_dir} to start over with the new architecture."
             )
+        rank, local_meta = self._local_part(path, meta)
+        local = _under(f"ranks/{rank}/", tensors)
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer_state and optimizer is not None:
             optimizer.load_state_dict(optimizer_state)
-        self.model.load_state_dict(model_state)
-        self._set_random_states(meta, tensors)
+        for k in current:
+            checkpointing.assign_full(current[k], model_state[k])
+        self._set_random_states(local_meta, local)
+        if "fit" in local_meta and int(local_meta["fit"]["step"]) > 0:
+            from ..trainers.fit_state import ResumePoint
+
+            self.model._resume_point = ResumePoint.from_tensors(_under("fit/", local), local_meta["fit"])
+            self._restore_metrics(local)
         best: dict[str, list[np.ndarray]] = {}
         for name in sorted(k for k in tensors if k.startswith("callbacks/")):
             key = name[len("callbacks/") :].split("/best_weights/")[0]
@@ -209,10 +259,26 @@ class BackupAndRestore(Callback):
             "best_weights": best,
         }
 
+    def _local_part(self, path: str, meta: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Which process's states this rank takes: its own, or rank 0's at an epoch boundary.
+
+        Every rank holds the same random states at an epoch's end, so such a backup resumes on
+        any number of processes; a mid-epoch one holds per-process metric and log accumulators.
+        """
+        saved, world = len(meta["ranks"]), environment.world_size()
+        if saved == world:
+            return environment.rank(), meta["ranks"][environment.rank()]
+        if any("fit" in part for part in meta["ranks"]):
+            raise ValueError(
+                f"BackupAndRestore: the backup {path} was taken mid-epoch by {saved} process(es), and "
+                f"this run has {world}. Resume with {saved} process(es) (each holds part of the "
+                "epoch's metrics), or use save_freq='epoch' backups to change the number."
+            )
+        return 0, meta["ranks"][0]
+
     def _restore_metrics(self, tensors: dict[str, torch.Tensor]) -> None:
         for i, metric in enumerate(getattr(self.model, "metrics", [])):
-            prefix = f"metrics/{i}/"
-            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            state = _under(f"metrics/{i}/", tensors)
             if state and hasattr(metric, "load_state_dict"):
                 metric.load_state_dict(state)
 
@@ -284,50 +350,78 @@ class BackupAndRestore(Callback):
             )
             return
         self._last_completed = epoch + 1
-        if _is_chief():
-            self._save(epoch + 1)
+        self._save(epoch + 1)
 
     def _save(self, completed_epochs: int, mid_epoch: Any = None) -> None:
+        """Every rank calls it: the full states are gathered, rank 0 writes and publishes."""
         tensors = {f"model/{k}": _cpu_copy(k, v) for k, v in self.model.state_dict().items()}
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
             tensors.update({f"optimizer/{k}": _cpu_copy(k, v) for k, v in optimizer.state_dict().items()})
-        tensors["rng/torch"] = torch.get_rng_state()
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng/cuda/{i:03d}"] = state
-        np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
-        tensors["rng/numpy"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
-        py_version, py_state, py_gauss = random.getstate()
-        meta = {
+        parts = checkpointing.gather_to_chief(self._local_state(mid_epoch))
+        if not _is_chief():
+            checkpointing.publish(lambda: None, lambda: None)
+            return
+        assert parts is not None
+        meta: dict[str, Any] = {
             "format": _FORMAT,
-            "version": 1,
+            "version": 2,
             "epoch": completed_epochs,
             "tapefit_version": _tapefit_version(),
             "torch_version": torch.__version__,
-            "python_random": [py_version, list(py_state), py_gauss],
-            "numpy_random": [np_name, int(np_pos), int(np_has_gauss), float(np_cached)],
+            "ranks": [part_meta for _, part_meta in parts],
         }
+        for r, (part_tensors, _) in enumerate(parts):
+            tensors.update({f"ranks/{r}/{k}": v for k, v in part_tensors.items()})
         meta["callbacks"], meta["history"] = self._peer_states()
         for key, cb in self._peer_callbacks().items():  # EarlyStopping(restore_best_weights=True)'s copy
             best = getattr(cb, "best_weights", None)
             if isinstance(best, list):
                 for i, w in enumerate(best):
                     tensors[f"callbacks/{key}/best_weights/{i:05d}"] = torch.from_numpy(np.array(w))
+        step = mid_epoch.step if mid_epoch is not None else 0
+        name = f"backup-e{completed_epochs:05d}-b{step:07d}.safetensors"
+        data = safetensors.torch.save(tensors, metadata={"tapefit": json.dumps(meta)})
+
+        def write() -> None:
+            with atomic_write(os.path.join(self.backup_dir, name), "wb") as f:
+                f.write(data)
+
+        checkpointing.publish(write, lambda: self._commit(name))
+
+    def _local_state(self, mid_epoch: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What this process alone holds: its random states, and mid-epoch its metrics and logs."""
+        tensors = {"rng/torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng/cuda/{i:03d}"] = state
+        np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+        tensors["rng/numpy"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
+        py_version, py_state, py_gauss = random.getstate()
+        meta: dict[str, Any] = {
+            "python_random": [py_version, list(py_state), py_gauss],
+            "numpy_random": [np_name, int(np_pos), int(np_has_gauss), float(np_cached)],
+        }
         if mid_epoch is not None:
-            fit_tensors, fit_meta = mid_epoch.to_tensors()
+            fit_tensors, meta["fit"] = mid_epoch.to_tensors()
             tensors.update({f"fit/{k}": v for k, v in fit_tensors.items()})
-            meta["fit"] = fit_meta
             for i, metric in enumerate(getattr(self.model, "metrics", [])):
                 if hasattr(metric, "state_dict"):
                     for k, v in metric.state_dict().items():
                         tensors[f"metrics/{i}/{k}"] = _cpu_copy(k, v)
-        data = safetensors.torch.save(tensors, metadata={"tapefit": json.dumps(meta)})
-        os.makedirs(self.backup_dir, exist_ok=True)
-        if self.double_checkpoint and os.path.exists(self._path):
-            os.replace(self._path, self._prev_path)
-        with atomic_write(self._path, "wb") as f:
-            f.write(data)
+        return tensors, meta
+
+    def _commit(self, name: str) -> None:
+        """Write the index naming ``name`` (the completion marker), then drop unnamed backups."""
+        previous = self._published if self.double_checkpoint and self._published != name else None
+        index = {"format": _INDEX_FORMAT, "latest": name, "previous": previous}
+        with atomic_write(self._index, "w") as f:
+            json.dump(index, f)
+        self._published = name
+        for stale in self._backup_files():
+            if stale not in (name, previous):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.backup_dir, stale))
 
     def _peer_states(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         from .history import History
@@ -361,8 +455,11 @@ class BackupAndRestore(Callback):
         )
         if not (completed and self.delete_checkpoint and _is_chief()):
             return
-        for path in (self._path, self._prev_path):
+        with contextlib.suppress(FileNotFoundError):  # the index first: no index, no backup
+            os.unlink(self._index)
+        for name in self._backup_files():
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                os.unlink(os.path.join(self.backup_dir, name))
+        self._published = None
         with contextlib.suppress(OSError):  # only if empty: the folder may hold the user's files
             os.rmdir(self.backup_dir)

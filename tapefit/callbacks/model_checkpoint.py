@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 from .._atomic import atomic_path
+from ..distribute.checkpointing import is_sharded_tensor
 from .callback import _is_chief, _pythonify_logs, _to_float
 from .monitor_callback import MonitorCallback
 
@@ -14,6 +15,10 @@ __all__ = ["ModelCheckpoint"]
 
 _WEIGHTS_SUFFIX = ".weights.safetensors"
 _MODEL_SUFFIX = ".tapefit"
+
+
+def _has_sharded_weights(model: Any) -> bool:
+    return any(is_sharded_tensor(v) for v in model.state_dict().values())
 
 
 def _check_filepath(filepath: str, save_weights_only: bool) -> None:
@@ -114,8 +119,9 @@ class ModelCheckpoint(MonitorCallback):
         return False
 
     def _should_save_model(self, epoch: int, logs: dict, filepath: str) -> bool:
+        talk = self.verbose > 0 and _is_chief()
         if not self.save_best_only:
-            if self.verbose > 0:
+            if talk:
                 print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
         current = logs.get(self.monitor)
@@ -125,33 +131,34 @@ class ModelCheckpoint(MonitorCallback):
         current = _to_float(current)
         best_str = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
-            if self.verbose > 0:
+            if talk:
                 print(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_str} to {current:.5f}, "
                     f"saving model to {filepath}"
                 )
             self.best = current
             return True
-        if self.verbose > 0:
+        if talk:
             print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_str}")
         return False
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict | None) -> None:
         logs = _pythonify_logs(logs)
         filepath = self._get_file_path(epoch, batch, logs)
-        if not self._should_save_model(epoch, logs, filepath) or not _is_chief():
+        if not self._should_save_model(epoch, logs, filepath):
             return
         if os.path.isdir(filepath):
             raise IsADirectoryError(
                 f"ModelCheckpoint: the filepath is an existing directory: {filepath}. "
                 "Give a file path ending in the file name."
             )
+        save = self.model.save_weights if self.save_weights_only else self.model.save
         try:
-            with atomic_path(filepath) as tmp:
-                if self.save_weights_only:
-                    self.model.save_weights(tmp)
-                else:
-                    self.model.save(tmp)
+            if _is_chief():
+                with atomic_path(filepath) as tmp:  # even a save() of the user's own cannot tear the file
+                    save(tmp)
+            elif _has_sharded_weights(self.model):
+                save(filepath)  # the weights are gathered from every rank; only rank 0 writes
         except OSError as e:
             message = (
                 f"ModelCheckpoint could not save to {filepath}: {e.strerror or e}. Training stops here "
@@ -159,7 +166,7 @@ class ModelCheckpoint(MonitorCallback):
                 "permissions and resume"
             )
             raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
-        if self.verbose > 0:
+        if self.verbose > 0 and _is_chief():
             print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
     def _get_file_path(self, epoch: int, batch: int | None, logs: dict) -> str:

@@ -3,8 +3,8 @@
 Each rank keeps 1/world of every sharded layer's weights, gradients and optimizer state; a
 layer's full weights are gathered just for its forward and backward. Checkpoints hold the
 *full* weights (gathered on save), so a file saved on 8 GPUs loads on 1, 2 or 16:
-:func:`full_state_dict` / :func:`load_full_state_dict`, or :meth:`FSDP.save_weights` /
-:meth:`FSDP.load_weights` for ``.weights.safetensors`` files.
+:func:`full_state_dict` / :func:`load_full_state_dict`, or ``model.save_weights`` /
+``model.load_weights`` (called on every rank) for ``.weights.safetensors`` files.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from . import environment
+from .checkpointing import assign_full, full_tensors
 from .sharding import share_random_state
 from .strategy import DataParallel, broadcast_module_state
 
@@ -130,21 +131,10 @@ class FSDP(DataParallel):
         self.shard_model(model)
 
     def save_weights(self, model: torch.nn.Module, filepath: str | os.PathLike) -> None:
-        """Gather the full weights and write them (rank 0) as ``.weights.safetensors``; all ranks call it."""
-        from .._atomic import atomic_write
-        from ..saving.weights import state_to_safetensors
+        """``model.save_weights(filepath)``: the full weights, written by rank 0; all ranks call it."""
+        from ..saving.weights import save_weights
 
-        state = full_state_dict(model)
-        if environment.is_chief():
-            from .. import __version__
-
-            blob = state_to_safetensors(
-                state,
-                {"format": "tapefit", "tapefit_version": __version__, "torch_version": torch.__version__},
-            )
-            with atomic_write(os.fspath(filepath), "wb") as f:
-                f.write(blob)
-        environment.barrier()
+        save_weights(model, filepath)
 
     def load_weights(self, model: torch.nn.Module, filepath: str | os.PathLike) -> None:
         """Load full weights (saved on any number of ranks) into the sharded ``model``; all ranks call it."""
@@ -162,19 +152,16 @@ def _forget_weight_caches(model: torch.nn.Module) -> None:
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's full (unsharded) state on the CPU; a collective when the model is sharded.
 
-    Every rank must call it under FSDP; on a plain model it is ``model.state_dict()`` on the CPU.
+    Every rank must call it under FSDP; on a plain model it is a CPU copy of ``model.state_dict()``.
     """
-    if not _is_sharded(model):
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return full_tensors(model.state_dict())
 
 
 def load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load a full state dict into ``model``, sharding it when ``model`` is sharded (any world size).
 
-    Names and shapes are checked first; nothing is loaded on a mismatch.
+    Names and shapes are checked first; nothing is loaded on a mismatch. Every rank must call it
+    under FSDP (each entry is scattered in the model's order).
     """
     own = full_shapes(model)
     problems = [f"missing: {k}" for k in own if k not in state]
@@ -186,15 +173,9 @@ def load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor])
     ]
     if problems:
         raise ValueError("The state does not fit the model (nothing loaded):\n  " + "\n  ".join(problems))
-    if not _is_sharded(model):
-        model.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    # Loading is one collective per tensor: every rank must go in the model's order (a file's
-    # key order can differ from process to process).
-    ordered = {k: state[k] for k in own}
-    set_model_state_dict(model, ordered, options=StateDictOptions(full_state_dict=True))
+    targets = model.state_dict()
+    for k in own:
+        assign_full(targets[k], state[k])
 
 
 def full_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 from .. import config, initializers, regularizers
 from .._naming import to_snake_case, unique_name
@@ -45,7 +46,25 @@ def _structure_changed() -> None:
 
 # The training flag of the innermost enclosing layer call (None outside any call), so that
 # nested layers called without ``training=`` inherit it, as in Keras.
-_call_context: list[Any] = [None, 0, None]  # [training, depth, dtype policy]
+_call_context: list[Any] = [None, 0, None, False]  # [training, depth, dtype policy, policy is mixed]
+
+# Attributes whose change can make a layer need the full call path again (see ``Layer.__call__``).
+_LEAN_KEYS = frozenset({"built", "autocast", "_policy", "_compiled_call_impl", "forward", "call"})
+
+
+def _hookless(module: nn.Module) -> bool:
+    """Whether ``nn.Module.__call__`` would go straight to ``forward`` (no hooks, no jit tracing)."""
+    return not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or _torch_module._global_forward_hooks
+        or _torch_module._global_forward_pre_hooks
+        or _torch_module._global_backward_hooks
+        or _torch_module._global_backward_pre_hooks
+        or torch._C._get_tracing_state()
+    )
 
 
 def current_training() -> bool | None:
@@ -410,28 +429,64 @@ class Layer(nn.Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not (len(args) == 1 and type(args[0]) is torch.Tensor) and _symbolic().any_symbolic(args, kwargs):
             return _symbolic().symbolic_call(self, args, kwargs)
-        training = kwargs.pop("training", None)
-        outer = _call_context[1] == 0
+        training = kwargs.pop("training", None) if kwargs else None
+        ctx = _call_context
+        lean = self.__dict__.get("_lean_call")
+        if lean is not None and ctx[1] and not ctx[3] and _hookless(self):
+            # A built layer called inside another one, with nothing that needs the full path
+            # (hooks, a mixed-precision policy, torch.jit tracing): only the training flag to pass.
+            forward_is_call, accepts_training = lean
+            target = self.call if forward_is_call else self.forward
+            if training is None or training is ctx[0]:
+                if accepts_training:
+                    kwargs["training"] = bool(ctx[0])
+                return target(*args, **kwargs)
+            if accepts_training:
+                kwargs["training"] = bool(training)
+            saved = ctx[0]
+            ctx[0] = training
+            try:
+                return target(*args, **kwargs)
+            finally:
+                ctx[0] = saved
+        outer = ctx[1] == 0
         if training is None:
-            training = _call_context[0]
+            training = ctx[0]
         if outer:
             device = self._weight_device() if self.built or self._parameters or self._modules else None
-            args = _to_tensor(args, device)
+            if not (len(args) == 1 and type(args[0]) is torch.Tensor and args[0].device == device):
+                args = _to_tensor(args, device)
             self._clear_losses()
         if not self.built:
             self._build_from_call(args, kwargs)
         if self._call_has_training():
             kwargs["training"] = bool(training)
-        saved = _call_context[0], _call_context[1], _call_context[2]
+        saved = ctx[0], ctx[1], ctx[2], ctx[3]
         policy = self._policy if self.autocast else saved[2]
-        switch = policy is not saved[2] and (policy.is_mixed or (saved[2] is not None and saved[2].is_mixed))
-        _call_context[0], _call_context[1], _call_context[2] = training, saved[1] + 1, policy
+        switch = policy is not saved[2] and (policy.is_mixed or saved[3])
+        ctx[0], ctx[1], ctx[2] = training, saved[1] + 1, policy
+        ctx[3] = policy is not None and policy.is_mixed
         try:
-            if not switch:
-                return nn.Module.__call__(self, *args, **kwargs)
-            return self._call_with_policy(policy, outer, args, kwargs)
+            if switch:
+                return self._call_with_policy(policy, outer, args, kwargs)
+            if lean is None:
+                self._make_lean()
+            if _hookless(self) and self._compiled_call_impl is None:
+                return self.forward(*args, **kwargs)
+            return nn.Module.__call__(self, *args, **kwargs)
         finally:
-            _call_context[0], _call_context[1], _call_context[2] = saved
+            ctx[0], ctx[1], ctx[2], ctx[3] = saved
+
+    def _make_lean(self) -> None:
+        """Record that inner calls of this layer may skip the full path, when that holds."""
+        if (
+            self.built
+            and self._compiled_call_impl is None
+            and "forward" not in self.__dict__
+            and (not self.autocast or not self._policy.is_mixed)
+        ):
+            cls = type(self)
+            self.__dict__["_lean_call"] = (cls.forward is Layer.forward, cls._call_has_training())
 
     def _call_with_policy(self, policy: DTypePolicy, outer: bool, args: tuple, kwargs: dict) -> Any:
         """Enter (or leave) the autocast region of a mixed-precision policy for this call."""
@@ -512,6 +567,8 @@ class Layer(nn.Module):
             value = nn.ModuleDict(value)
         if isinstance(value, nn.Module):
             _structure_changed()
+        if name in _LEAN_KEYS:
+            self.__dict__.pop("_lean_call", None)
         super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:

@@ -95,9 +95,10 @@ class StateIOMixin:
 
     @staticmethod
     def _copy(expected: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for key, target in expected.items():
-                target.copy_(torch.as_tensor(state[key]))
+        from ..distribute.checkpointing import assign_full
+
+        for key, target in expected.items():  # the state is full; a sharded target takes its shard
+            assign_full(target, torch.as_tensor(state[key]))
 
     def get_config(self) -> dict[str, Any]:
         """The hyperparameters, enough to rebuild the optimizer (without its state) with ``from_config``."""

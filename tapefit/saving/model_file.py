@@ -60,7 +60,11 @@ def _compile_config(model: Any) -> dict[str, Any] | None:
 
 
 def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
-    """Save ``model`` to a ``.tapefit`` file (architecture, weights, optimizer state)."""
+    """Save ``model`` to a ``.tapefit`` file (architecture, weights, optimizer state).
+
+    In a distributed job only rank 0 writes; a sharded (FSDP) model is gathered whole first, so
+    every rank must call it then.
+    """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".tapefit"):
         raise ValueError(
@@ -78,22 +82,29 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         "model": serialization.serialize_layer(model),
         "compile": _compile_config(model),
     }
+    from ..distribute import checkpointing, environment
+
+    state = model.state_dict()
+    sharded = any(checkpointing.is_sharded_tensor(v) for v in state.values())
     members = {
         "config.json": json.dumps(config).encode(),
-        "model.weights.safetensors": state_to_safetensors(model.state_dict()),
+        "model.weights.safetensors": state_to_safetensors(checkpointing.gathered(state)),
     }
     opt = getattr(model, "optimizer", None)
     if opt is not None and hasattr(opt, "state_dict") and getattr(opt, "built", False):
-        members["optimizer.safetensors"] = state_to_safetensors(opt.state_dict())
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, blob in members.items():
-            zf.writestr(name, blob)
-    try:
-        with atomic_write(filepath, "wb") as f:
-            f.write(buf.getvalue())
-    except OSError as e:
-        raise OSError(e.errno, f"Could not save the model to {filepath}: {e.strerror}") from e
+        members["optimizer.safetensors"] = state_to_safetensors(checkpointing.gathered(opt.state_dict()))
+    if environment.is_chief():
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name, blob in members.items():
+                zf.writestr(name, blob)
+        try:
+            with atomic_write(filepath, "wb") as f:
+                f.write(buf.getvalue())
+        except OSError as e:
+            raise OSError(e.errno, f"Could not save the model to {filepath}: {e.strerror}") from e
+    if sharded:
+        environment.barrier()  # every rank called it: the file exists when any of them returns
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:

@@ -59,7 +59,17 @@ class SafeModeError(ValueError):
 
 def serialize_layer(layer: Any) -> dict[str, Any]:
     _load_builtins()
-    return {"class_name": registry.registered_name(type(layer)), "config": layer.get_config()}
+    return {"class_name": registry.registered_name(_own_class(layer)), "config": layer.get_config()}
+
+
+def _own_class(layer: Any) -> type:
+    """The layer's class, seen through the subclass that FSDP's ``fully_shard`` swaps in
+    (``FSDPDense`` for a ``Dense``), so a sharded model saves as the model it is."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch < 2.6: no fully_shard
+        return type(layer)
+    return next(c for c in type(layer).__mro__ if not issubclass(c, FSDPModule))
 
 
 def deserialize_layer(

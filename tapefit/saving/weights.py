@@ -91,10 +91,11 @@ def apply_state(
             f"{where} does not match model {getattr(model, 'name', type(model).__name__)!r} "
             f"(nothing was loaded):\n  " + "\n  ".join(lines)
         )
-    with torch.no_grad():
-        for k, target in own.items():
-            if k in state and tuple(target.shape) == tuple(state[k].shape):
-                target.copy_(state[k].to(dtype=target.dtype, device=target.device))
+    from ..distribute.checkpointing import assign_full
+
+    for k, target in own.items():
+        if k in state and tuple(target.shape) == tuple(state[k].shape):
+            assign_full(target, state[k])
 
 
 def _check_built(model: Any, what: str) -> None:
@@ -106,7 +107,11 @@ def _check_built(model: Any, what: str) -> None:
 
 
 def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
-    """Write the model's weights to ``filepath`` (must end in ``.weights.safetensors``)."""
+    """Write the model's weights to ``filepath`` (must end in ``.weights.safetensors``).
+
+    In a distributed job only rank 0 writes. A sharded (FSDP) model's weights are gathered whole
+    first, so every rank must call it then, and the file loads on any number of processes.
+    """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".safetensors"):
         raise ValueError(f"save_weights: the file name must end in '.weights.safetensors', got {filepath!r}.")
@@ -114,16 +119,22 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
         raise FileExistsError(f"save_weights: {filepath} exists and overwrite=False.")
     _check_built(model, "save_weights")
     from .. import __version__
+    from ..distribute import checkpointing, environment
 
+    state = model.state_dict()
+    sharded = any(checkpointing.is_sharded_tensor(v) for v in state.values())
     blob = state_to_safetensors(
-        model.state_dict(),
+        checkpointing.gathered(state),
         {"format": "tapefit", "tapefit_version": __version__, "torch_version": torch.__version__},
     )
-    try:
-        with atomic_write(filepath, "wb") as f:
-            f.write(blob)
-    except OSError as e:
-        raise OSError(e.errno, f"Could not write weights to {filepath}: {e.strerror}") from e
+    if environment.is_chief():
+        try:
+            with atomic_write(filepath, "wb") as f:
+                f.write(blob)
+        except OSError as e:
+            raise OSError(e.errno, f"Could not write weights to {filepath}: {e.strerror}") from e
+    if sharded:
+        environment.barrier()  # every rank called it: the file exists when any of them returns
 
 
 def read_state_file(filepath: str) -> dict[str, torch.Tensor]:

@@ -11,8 +11,17 @@ import torch
 
 from tapefit.callbacks import BackupAndRestore, Callback, CallbackList, TerminateOnNaN
 
-BACKUP = "latest.backup.safetensors"
-PREVIOUS = "previous.backup.safetensors"
+INDEX = "backup-index.json"
+
+
+def _epoch_file(completed_epochs):
+    return f"backup-e{completed_epochs:05d}-b0000000.safetensors"
+
+
+def _index(backup):
+    import json
+
+    return json.loads((backup / INDEX).read_text())
 
 
 def _train(model, callbacks, epochs, fail_at=None, nan_at=None):
@@ -55,7 +64,12 @@ def test_resume_after_a_crash_restores_everything(tmp_path, make_model):
 
     with pytest.raises(RuntimeError, match="killed"):
         _train(_fresh(make_model), [BackupAndRestore(backup)], epochs=3, fail_at=2)
-    assert sorted(os.listdir(backup)) == [BACKUP, PREVIOUS]
+    assert sorted(os.listdir(backup)) == [_epoch_file(1), _epoch_file(2), INDEX]
+    assert _index(backup) == {
+        "format": "tapefit.backup-index",
+        "latest": _epoch_file(2),
+        "previous": _epoch_file(1),
+    }
 
     torch.manual_seed(123), np.random.seed(123), random.seed(123)  # a new process, other seeds
     second = make_model()
@@ -90,7 +104,7 @@ def test_early_stop_keeps_the_backup(tmp_path, model):
 
     backup = tmp_path / "backup"
     _train(model, [StopAfterTwo(), BackupAndRestore(backup)], epochs=5)
-    assert (backup / BACKUP).exists()
+    assert _index(backup)["latest"] == _epoch_file(2) and (backup / _epoch_file(2)).exists()
 
 
 def test_delete_checkpoint_false_and_user_files_are_left_alone(tmp_path, model):
@@ -100,35 +114,76 @@ def test_delete_checkpoint_false_and_user_files_are_left_alone(tmp_path, model):
     _train(model, [BackupAndRestore(backup)], epochs=2)
     assert os.listdir(backup) == ["notes.txt"]
     _train(model, [BackupAndRestore(backup, delete_checkpoint=False)], epochs=2)
-    assert sorted(os.listdir(backup)) == [
-        "latest.backup.safetensors",
-        "notes.txt",
-        "previous.backup.safetensors",
-    ]
+    assert sorted(os.listdir(backup)) == [_epoch_file(1), _epoch_file(2), INDEX, "notes.txt"]
 
 
 def test_a_junk_newest_backup_falls_back_to_the_previous_one(tmp_path, make_model):
     backup = tmp_path / "backup"
     with pytest.raises(RuntimeError):
         _train(make_model(), [BackupAndRestore(backup)], epochs=4, fail_at=3)
-    (backup / BACKUP).write_bytes((backup / BACKUP).read_bytes()[:100])  # truncated
+    newest = backup / _epoch_file(3)
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
     (backup / ".tapefit-tmp-stale").write_bytes(b"half a file")
+    model = make_model()
     cb = BackupAndRestore(backup)
-    cb.set_model(make_model())
-    with pytest.warns(UserWarning, match=f"cannot read the backup .*{BACKUP}"):
+    cb.set_model(model)
+    with pytest.warns(UserWarning, match=f"cannot read the backup .*{_epoch_file(3)}"):
         cb.on_train_begin()
     assert cb.initial_epoch == 2
     assert not (backup / ".tapefit-tmp-stale").exists()
-    assert os.listdir(backup) == [PREVIOUS]  # the junk is gone, so the next save cannot rotate it over
+    cb._save(3)  # the next backup drops the junk and keeps the good one as the fallback
+    assert _index(backup)["previous"] == _epoch_file(2)
+    assert sorted(os.listdir(backup)) == [_epoch_file(2), _epoch_file(3), INDEX]
 
 
 def test_no_readable_backup_is_an_error_not_a_silent_restart(tmp_path, model):
     backup = tmp_path / "backup"
     backup.mkdir()
-    (backup / BACKUP).write_bytes(b"junk")
-    (backup / PREVIOUS).write_bytes(b"")
+    (backup / _epoch_file(2)).write_bytes(b"junk")
+    (backup / _epoch_file(1)).write_bytes(b"")
+    (backup / INDEX).write_text(
+        '{"format": "tapefit.backup-index", "latest": "%s", "previous": "%s"}'
+        % (_epoch_file(2), _epoch_file(1))
+    )
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="Refusing to restart from scratch"):
         _train(model, [BackupAndRestore(backup)], epochs=2)
+    (backup / INDEX).write_text("{not json")
+    with pytest.raises(RuntimeError, match=f"the backup index .*{INDEX} is unreadable"):
+        _train(model, [BackupAndRestore(backup)], epochs=2)
+
+
+def test_a_backup_is_found_only_once_the_index_names_it(tmp_path, make_model, monkeypatch):
+    """A crash between writing a backup and publishing it leaves the one before as the resume point."""
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError):
+        _train(make_model(), [BackupAndRestore(backup)], epochs=4, fail_at=2)  # published: epochs 1, 2
+
+    def crash(self, name):
+        raise RuntimeError("killed before the index was written")
+
+    monkeypatch.setattr(BackupAndRestore, "_commit", crash)
+    with pytest.raises(RuntimeError, match="before the index"):
+        _train(make_model(), [BackupAndRestore(backup)], epochs=4)  # writes epoch 3's file, no index
+    monkeypatch.undo()
+    assert (backup / _epoch_file(3)).exists() and _index(backup)["latest"] == _epoch_file(2)
+    cb = BackupAndRestore(backup)
+    cb.set_model(make_model())
+    cb.on_train_begin()
+    assert cb.initial_epoch == 2
+    cb._save(3)
+    assert sorted(os.listdir(backup)) == [_epoch_file(2), _epoch_file(3), INDEX]
+
+
+def test_backup_files_without_an_index_are_ignored_with_a_warning(tmp_path, make_model):
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError):
+        _train(make_model(), [BackupAndRestore(backup)], epochs=3, fail_at=1)
+    (backup / INDEX).unlink()  # as if the first publication never completed
+    cb = BackupAndRestore(backup)
+    cb.set_model(make_model())
+    with pytest.warns(UserWarning, match=f"ignoring {_epoch_file(1)} .*no index"):
+        cb.on_train_begin()
+    assert cb.initial_epoch == 0
 
 
 def test_a_different_architecture_is_refused_and_nothing_is_loaded(tmp_path, make_model):
@@ -154,12 +209,13 @@ def test_metadata_records_versions_and_epoch(tmp_path, model):
     backup = tmp_path / "backup"
     with pytest.raises(RuntimeError):
         _train(model, [BackupAndRestore(backup)], epochs=3, fail_at=1)
-    with safetensors.safe_open(backup / BACKUP, framework="pt") as f:
+    with safetensors.safe_open(backup / _epoch_file(1), framework="pt") as f:
         meta = json.loads(f.metadata()["tapefit"])
         keys = set(f.keys())
     assert meta["epoch"] == 1 and meta["tapefit_version"] == tapefit.__version__
     assert meta["torch_version"] == torch.__version__
-    assert {"model/dense.weight", "optimizer/iterations", "rng/torch"} <= keys
+    assert {"model/dense.weight", "optimizer/iterations", "ranks/0/rng/torch"} <= keys
+    assert len(meta["ranks"]) == 1 and "python_random" in meta["ranks"][0]
 
 
 def test_bad_arguments_are_refused(tmp_path):

@@ -179,7 +179,18 @@ def fsdp_run(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     with strategy.scope():
         model = make_model(seed=1)
         fresh = make_model(seed=9)
-    model.fit(d["x_train"], d["y_train"], batch_size=GLOBAL_BATCH, epochs=EPOCHS, shuffle=False, verbose=0)
+    checkpoint = tapefit.callbacks.ModelCheckpoint(
+        os.path.join("..", f"fsdp-ckpt-{tapefit.distribute.world_size()}.tapefit")
+    )
+    model.fit(
+        d["x_train"],
+        d["y_train"],
+        batch_size=GLOBAL_BATCH,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        callbacks=[checkpoint],
+    )
     path = os.path.join("..", f"fsdp-{tapefit.distribute.world_size()}.weights.safetensors")
     strategy.save_weights(model, path)
     strategy.load_weights(strategy.shard_model(fresh), path)

@@ -11,6 +11,8 @@ import os
 import numpy as np
 import pytest
 
+import tapefit
+
 from . import _train_script
 from ._launch import torchrun
 
@@ -28,6 +30,9 @@ def runs(tmp_path_factory):
         os.chdir(cwd)
     load = lambda name: dict(np.load(out / name / "results.npz"))  # noqa: E731
     return load("rank0"), load("rank1"), load("single"), out
+
+
+EPOCHS_STEPS = _train_script.EPOCHS * (_train_script.N_TRAIN // _train_script.GLOBAL_BATCH)
 
 
 def _weights(results, prefix):
@@ -101,8 +106,9 @@ def test_only_rank_zero_writes_files(runs):
         "results.npz",
     ]
     assert sorted(os.listdir(out / "rank0" / "backup")) == [
-        "latest.backup.safetensors",
-        "previous.backup.safetensors",
+        "backup-e00002-b0000000.safetensors",
+        "backup-e00003-b0000000.safetensors",
+        "backup-index.json",
     ]
     assert os.listdir(out / "rank1") == ["results.npz"]
     with open(out / "rank0" / "log.csv") as f:
@@ -148,3 +154,7 @@ def test_fsdp_trains_like_one_process_and_its_checkpoint_loads_on_another_world_
     model.load_weights(out / "fsdp-2.weights.safetensors")
     x = _train_script.data()["x_eval"][:12]
     np.testing.assert_allclose(model.predict(x, verbose=0), rank0["fsdp_predict"], atol=1e-6)
+    # ModelCheckpoint gathered the sharded model (weights and optimizer state) into one whole file
+    restored = tapefit.saving.load_model(out / "fsdp-ckpt-2.tapefit")
+    np.testing.assert_allclose(restored.predict(x, verbose=0), rank0["fsdp_predict"], atol=1e-6)
+    assert int(restored.optimizer.iterations) == EPOCHS_STEPS

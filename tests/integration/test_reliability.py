@@ -187,4 +187,4 @@ def test_resuming_with_other_compile_arguments_is_a_strict_error(tmp_path):
         ValueError, match=r"Cannot load the state of optimizer 'sgd(_[0-9]+)?'.*unexpected keys"
     ):
         run("sgd", 2)
-    assert (tmp_path / "latest.backup.safetensors").exists()  # the backup is kept for the right command
+    assert (tmp_path / "backup-index.json").exists()  # the backup is kept for the right command
