@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -19,8 +20,6 @@ def _epoch_file(completed_epochs):
 
 
 def _index(backup):
-    import json
-
     return json.loads((backup / INDEX).read_text())
 
 
@@ -141,10 +140,8 @@ def test_no_readable_backup_is_an_error_not_a_silent_restart(tmp_path, model):
     backup.mkdir()
     (backup / _epoch_file(2)).write_bytes(b"junk")
     (backup / _epoch_file(1)).write_bytes(b"")
-    (backup / INDEX).write_text(
-        '{"format": "tapefit.backup-index", "latest": "%s", "previous": "%s"}'
-        % (_epoch_file(2), _epoch_file(1))
-    )
+    index = {"format": "tapefit.backup-index", "latest": _epoch_file(2), "previous": _epoch_file(1)}
+    (backup / INDEX).write_text(json.dumps(index))
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="Refusing to restart from scratch"):
         _train(model, [BackupAndRestore(backup)], epochs=2)
     (backup / INDEX).write_text("{not json")
