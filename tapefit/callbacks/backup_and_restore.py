@@ -27,7 +27,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import re
 import warnings
 from typing import Any
@@ -39,6 +38,7 @@ import torch
 
 from .._atomic import atomic_write, clean_stale_temporaries
 from ..distribute import checkpointing, environment
+from ..utils.random import get_rng_state, rng_state_from_tensors, rng_state_to_tensors, set_rng_state
 from .callback import Callback, _is_chief, _to_float
 
 __all__ = ["BackupAndRestore"]
@@ -320,18 +320,7 @@ class BackupAndRestore(Callback):
 
     @staticmethod
     def _set_random_states(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        if "rng/torch" in tensors:
-            torch.set_rng_state(tensors["rng/torch"])
-        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
-        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
-        if "python_random" in meta:
-            version, state, gauss = meta["python_random"]
-            random.setstate((version, tuple(state), gauss))
-        if "numpy_random" in meta and "rng/numpy" in tensors:
-            name, pos, has_gauss, cached = meta["numpy_random"]
-            keys = tensors["rng/numpy"].numpy().astype(np.uint32)
-            np.random.set_state((name, keys, pos, has_gauss, cached))
+        set_rng_state(rng_state_from_tensors(tensors, meta["rng"], "rng"))  # GPU states only on as many GPUs
 
     # ---- saving ----------------------------------------------------------------------
 
@@ -391,17 +380,8 @@ class BackupAndRestore(Callback):
 
     def _local_state(self, mid_epoch: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """What this process alone holds: its random states, and mid-epoch its metrics and logs."""
-        tensors = {"rng/torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng/cuda/{i:03d}"] = state
-        np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
-        tensors["rng/numpy"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
-        py_version, py_state, py_gauss = random.getstate()
-        meta: dict[str, Any] = {
-            "python_random": [py_version, list(py_state), py_gauss],
-            "numpy_random": [np_name, int(np_pos), int(np_has_gauss), float(np_cached)],
-        }
+        tensors, rng_meta = rng_state_to_tensors(get_rng_state(), "rng")
+        meta: dict[str, Any] = {"rng": rng_meta}
         if mid_epoch is not None:
             fit_tensors, meta["fit"] = mid_epoch.to_tensors()
             tensors.update({f"fit/{k}": v for k, v in fit_tensors.items()})

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..utils.random import split_input_stream
 from . import environment
 from .checkpointing import assign_full, full_tensors
 from .sharding import share_random_state
@@ -122,6 +123,7 @@ class FSDP(DataParallel):
 
     def begin_fit(self, model: torch.nn.Module, wrap_forward: bool) -> None:
         share_random_state()
+        split_input_stream(environment.rank())
         optimizer = getattr(model, "optimizer", None)
         if getattr(optimizer, "built", False) and not _is_sharded(model):
             raise RuntimeError(

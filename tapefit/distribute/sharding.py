@@ -19,7 +19,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..utils.random import input_stream
 from . import environment
+
+_END = object()
 
 __all__ = [
     "BatchSharder",
@@ -71,7 +74,8 @@ def share_random_state() -> None:
 
     Shuffles that draw from the global generators (``Dataset.shuffle`` without a seed, a
     generator using numpy) then produce the same order on every rank, which sharding by
-    batch relies on. Dropout masks are then drawn alike on every rank, too.
+    batch relies on. ``fit`` then splits the input pipeline's torch stream off
+    (:func:`tapefit.utils.random.split_input_stream`), so dropout masks differ per rank.
     """
     if not environment.is_distributed():
         return
@@ -144,7 +148,13 @@ class BatchSharder:
     def pieces(self, batches: Iterable[Any]) -> Iterator[Any]:
         """This rank's piece of every batch of ``batches`` (batches whose piece is empty are skipped)."""
         self.start_pass()
-        for batch in batches:
+        with input_stream():
+            it = iter(batches)
+        while True:
+            with input_stream():
+                batch = next(it, _END)
+            if batch is _END:
+                return
             first = _leaves(batch)
             if not first:
                 raise ValueError("A distributed batch must hold at least one array or tensor.")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..utils.random import join_input_stream, split_input_stream
 from . import environment
 from .sharding import BatchSharder, DistributedBatches, share_random_state
 
@@ -133,11 +134,15 @@ class DataParallel:
     def begin_fit(self, model: torch.nn.Module, wrap_forward: bool) -> None:
         """Before the first step: same random states and weights on every rank, and DDP.
 
+        The input pipeline then draws from a random stream that stays the same on every rank
+        (same data order), and the model from one seeded per rank (different dropout masks).
+
         With ``wrap_forward`` (the default ``train_step``) the training forward runs through
         ``DistributedDataParallel``, which averages gradients while backward runs. Otherwise
         every rank starts from rank 0's weights and the optimizer averages the gradients.
         """
         share_random_state()
+        split_input_stream(environment.rank())
         trainable = [p for p in model.parameters() if p.requires_grad]
         if wrap_forward and trainable:
             model.__dict__["_ddp_forward"] = self._ddp(model)
@@ -146,6 +151,7 @@ class DataParallel:
 
     def end_fit(self, model: torch.nn.Module) -> None:
         model.__dict__.pop("_ddp_forward", None)
+        join_input_stream()
 
     def _ddp(self, model: torch.nn.Module) -> torch.nn.Module:
         from torch.nn.parallel import DistributedDataParallel

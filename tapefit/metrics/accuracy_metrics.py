@@ -208,10 +208,11 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
             and not y_true.is_floating_point()
             and y_true.shape[0] == y_pred.shape[0]
             and y_true.device == y_pred.device == self._raw.total.device
+            and self._torch_dtype.is_floating_point
         ):
             # The training-loop case (logits (N, C), integer labels (N,)): two kernels, same numbers.
             self._raw.total.add_((y_pred.argmax(dim=-1) == y_true).sum())
-            self._raw.count.add_(y_true.shape[0])
+            self._raw.count.add_(self._raw._one, alpha=y_true.shape[0])
             return
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
 

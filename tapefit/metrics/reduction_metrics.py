@@ -77,15 +77,20 @@ class Mean(Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", dtype=self._torch_dtype, name="count")
 
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
+        raw = self._raw
         if (
             isinstance(values, torch.Tensor)
             and values.dim() == 0
-            and isinstance(sample_weight, (int, float))
-            and values.device == self._raw.total.device
+            and (sample_weight is None or type(sample_weight) in (int, float))
+            and self._torch_dtype.is_floating_point
+            and values.device == raw.total.device
         ):
-            # The loss tracker's case (a scalar loss weighted by the batch size): two in-place ops.
-            self._raw.total.add_(values.to(self._raw.total.dtype), alpha=sample_weight)
-            self._raw.count.add_(sample_weight)
+            # The loss tracker's case (a scalar loss, maybe weighted by the batch size): two in-place ops.
+            weight = 1 if sample_weight is None else sample_weight
+            if values.dtype != raw.total.dtype:
+                values = values.to(raw.total.dtype)
+            raw.total.add_(values, alpha=weight)
+            raw.count.add_(raw._one, alpha=weight)
             return
         values, sample_weight = _reduce_to_samplewise_values(self, values, sample_weight, torch.mean)
         self._raw.total.add_(values.sum())

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers.layer import Layer, _call_context
+from ..layers.layer import Layer, _call_context, _structure_version
 from ..layers.symbolic import KerasTensor, _flatten, map_structure
 from ..metrics import Metric
 from ..trainers.trainer import Trainer
@@ -133,10 +133,19 @@ class Model(Trainer, Layer):
         """Loss tracker, compiled metrics, metrics assigned as attributes, then sub-layers' metrics."""
         out = self._compiled_metric_objects()
         out.extend(self._tracked_metrics)
-        for m in self.modules():
-            if m is not self and isinstance(m, Model) and not m.compiled:
+        for m in self._inner_models():
+            if not m.compiled:
                 out.extend(x for x in m._tracked_metrics if all(x is not y for y in out))
         return out
+
+    def _inner_models(self) -> list[Model]:
+        """The models nested in this one, cached per structure version (custom steps read
+        ``self.metrics`` every batch; walking every module each time would cost more than the step's glue)."""
+        cached = self.__dict__.get("_inner_models_cache")
+        if cached is None or cached[0] != _structure_version[0]:
+            found = [m for m in self.modules() if m is not self and isinstance(m, Model)]
+            cached = self.__dict__["_inner_models_cache"] = (_structure_version[0], found)
+        return cached[1]
 
     # --------------------------------------------------------------- calling
     def call(self, *args: Any, **kwargs: Any) -> Any:

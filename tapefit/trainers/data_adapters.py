@@ -143,13 +143,18 @@ class ArrayAdapter:
     def _sharded_epoch(self, skip: int) -> Iterator[Any]:
         """This rank's piece of each global batch; the order is rank 0's, shared with every rank."""
         from ..distribute.sharding import same_on_all_ranks
+        from ..utils.random import input_stream
 
         bs, n, sharder = self.batch_size, self.n, self.sharder
-        if self.shuffle == "batch":
-            starts = (same_on_all_ranks(torch.randperm(self.num_batches, device="cpu")) * bs).tolist()
+        with input_stream():
+            batch_order = torch.randperm(self.num_batches) if self.shuffle == "batch" else None
+            perm = torch.randperm(n) if self.shuffle is True else None
+        if batch_order is not None:
+            starts = (same_on_all_ranks(batch_order) * bs).tolist()
         else:
             starts = list(range(0, n, bs))
-        perm = same_on_all_ranks(torch.randperm(n, device=self.device)) if self.shuffle is True else None
+        if perm is not None:
+            perm = same_on_all_ranks(perm).to(self.device)
         sharder.start_pass()
 
         def pieces() -> Iterator[Any]:

@@ -15,6 +15,8 @@ __all__ = ["batch_size_of", "check_finite", "format_logs", "concat_tensors", "co
 
 
 def batch_size_of(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.shape[0]
     flat = leaves(x)
     return int(flat[0].shape[0]) if flat else 0
 

@@ -212,7 +212,7 @@ def test_metadata_records_versions_and_epoch(tmp_path, model):
     assert meta["epoch"] == 1 and meta["tapefit_version"] == tapefit.__version__
     assert meta["torch_version"] == torch.__version__
     assert {"model/dense.weight", "optimizer/iterations", "ranks/0/rng/torch"} <= keys
-    assert len(meta["ranks"]) == 1 and "python_random" in meta["ranks"][0]
+    assert len(meta["ranks"]) == 1 and "python" in meta["ranks"][0]["rng"]
 
 
 def test_bad_arguments_are_refused(tmp_path):

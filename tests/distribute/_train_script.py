@@ -64,6 +64,35 @@ class CustomStep(tapefit.Model):
         return {"loss": loss}
 
 
+class DropoutProbe(tapefit.Model):
+    """Records, at every step, the rows it was given and a dropout mask drawn like the model's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = layers.Dropout(0.5)
+        self.out = layers.Dense(3)
+        self.rows: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+
+    def call(self, x, training=False):
+        return self.out(self.drop(x, training=training))
+
+    def train_step(self, data):
+        self.rows.append(data[0][:, 0].numpy().copy())
+        self.masks.append((self.drop(torch.ones(4, 6), training=True) == 0).numpy())
+        return super().train_step(data)
+
+
+def dropout_run(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An unseeded Dataset.shuffle and dropout: the same data order on every rank, different masks."""
+    tapefit.utils.set_random_seed(8)
+    model = DropoutProbe()
+    model.compile(optimizer="sgd", loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ds = tapefit.data.Dataset.from_tensor_slices((d["x_train"], d["y_train"])).shuffle(N_TRAIN)
+    model.fit(ds.batch(GLOBAL_BATCH), epochs=2, verbose=0)
+    return {"dropout_rows": np.stack(model.rows), "dropout_masks": np.stack(model.masks)}
+
+
 class StopOnRankZero(tapefit.callbacks.Callback):
     """Asks to stop after epoch 2 on rank 0 only: every rank must stop there."""
 
@@ -168,6 +197,7 @@ def run(folder: str) -> None:
     for i, w in enumerate(weights(custom)):
         out[f"custom_w{i}"] = w
 
+    out.update(dropout_run(d))
     if HAS_FULLY_SHARD:
         out.update(fsdp_run(d))
     np.savez("results.npz", **out)

@@ -50,7 +50,8 @@ def test_ranks_end_identical(runs):
     rank0, rank1, _, _ = runs
     assert sorted(rank0) == sorted(rank1)
     for k in rank0:
-        if not k.startswith("custom_w"):  # see test_custom_train_step_is_synchronised_by_the_optimizer
+        # custom_w: see test_custom_train_step_is_synchronised_by_the_optimizer; dropout_: per rank
+        if not k.startswith(("custom_w", "dropout_")):
             np.testing.assert_array_equal(rank0[k], rank1[k], err_msg=k)
 
 
@@ -62,6 +63,21 @@ def test_fit_weights_equal_one_process_with_the_same_global_batch(runs):
 def test_shuffled_fit_draws_the_one_process_order(runs):
     rank0, _, single, _ = runs
     _assert_weights_close(rank0, single, "shuffled_w")
+
+
+def test_dropout_masks_differ_between_ranks_while_the_data_order_agrees(runs):
+    rank0, rank1, single, _ = runs
+    steps = len(rank0["dropout_masks"])
+    assert steps == 2 * (_train_script.N_TRAIN // _train_script.GLOBAL_BATCH)
+    assert all(not np.array_equal(a, b) for a, b in zip(rank0["dropout_masks"], rank1["dropout_masks"]))
+    per_epoch = steps // 2
+    for epoch in range(2):  # the two ranks' pieces of the unseeded shuffle cover every row once
+        span = slice(epoch * per_epoch, (epoch + 1) * per_epoch)
+        seen = np.concatenate([rank0["dropout_rows"][span].ravel(), rank1["dropout_rows"][span].ravel()])
+        np.testing.assert_array_equal(np.sort(seen), np.sort(_train_script.data()["x_train"][:, 0]))
+    # the first epoch's order is the one a single process draws (no dropout drawn before it)
+    first = np.concatenate([rank0["dropout_rows"][:per_epoch], rank1["dropout_rows"][:per_epoch]], axis=1)
+    np.testing.assert_array_equal(first, single["dropout_rows"][:per_epoch])
 
 
 def test_history_holds_global_values(runs):
