@@ -1,7 +1,8 @@
 """When a rank fails: say which one, on every rank, and let no rank wait forever.
 
 The rank whose code raises first writes ``"rank R failed: <error>"`` into the process group's
-key-value store (the first report wins), prints it, and records it in torchrun's error file
+key-value store (the first report wins; a rank that catches its error and calls ``fit`` or
+another guarded function again takes its report back), prints it, and records it in torchrun's error file
 so the launcher's summary shows it as the root cause. The other ranks are then stuck in, or
 soon reach, a collective that cannot complete: it fails when the dead rank's connections close
 (gloo), when torchrun stops them, or at the latest after the collective timeout. They look up
@@ -27,7 +28,7 @@ from .environment import is_distributed, rank, timeout_seconds
 __all__ = ["RankFailedError", "guard", "report_failure", "failure_reported_by_another_rank"]
 
 _KEY = "tapefit/first_failure"
-_reported = False
+_reported: str | None = None  # this rank's report still in the store
 _hook_installed = False
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,16 +58,15 @@ def failure_reported_by_another_rank() -> str | None:
         message = store.get(_KEY).decode("utf-8", "replace")
     except Exception:
         return None
-    return None if message.startswith(f"rank {rank()} ") else message
+    return None if not message or message.startswith(f"rank {rank()} ") else message
 
 
 def report_failure(error: BaseException) -> None:
     """Publish this rank's failure (once) to the other ranks, to stderr and to torchrun."""
     global _reported
-    if _reported:
+    if _reported is not None:
         return
-    _reported = True
-    message = f"rank {rank()} failed: {type(error).__name__}: {error}"
+    message = _reported = f"rank {rank()} failed: {type(error).__name__}: {error}"
     store = _store()
     if store is not None:
         try:
@@ -85,6 +85,21 @@ def report_failure(error: BaseException) -> None:
 
 
 _COMMUNICATION_WORDS = ("timed out", "connection closed", "connection reset", "broken pipe")
+
+
+def withdraw_report() -> None:
+    """Take back this rank's report: it caught the error and went on, so the error is no
+    longer a reason for the others to stop, and must not be blamed for a later failure."""
+    global _reported
+    if _reported is None:
+        return
+    message, _reported = _reported, None
+    store = _store()
+    if store is not None:
+        try:
+            store.compare_set(_KEY, message, "")
+        except Exception:
+            pass
 
 
 def _is_communication_failure(error: BaseException) -> bool:
@@ -119,6 +134,7 @@ def guard(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        withdraw_report()  # a rank that calls again caught its last error
         try:
             return fn(*args, **kwargs)
         except BaseException as error:
