@@ -24,6 +24,12 @@ def _is_chief() -> bool:
     return is_chief()
 
 
+def _say(message: str) -> None:
+    """Print a callback's message from rank 0 only: every rank runs the callbacks."""
+    if is_chief():
+        print(message)
+
+
 def _to_float(value: Any) -> Any:
     """A Python float for a scalar tensor/array/number; other values come back unchanged.
 

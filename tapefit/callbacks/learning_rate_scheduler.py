@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .callback import Callback, _to_float
+from .callback import Callback, _say, _to_float
 from .reduce_lr_on_plateau import _optimizers
 
 __all__ = ["LearningRateScheduler"]
@@ -71,7 +71,7 @@ class LearningRateScheduler(Callback):
             lr = self._update_optimizer_lr(opt, epoch)
             if self.verbose > 0:
                 which = f"{name} learning rate" if name else "learning rate"
-                print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting {which} to {lr}.")
+                _say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting {which} to {lr}.")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._atomic import atomic_path
 from ..distribute.checkpointing import is_sharded_tensor
-from .callback import _is_chief, _pythonify_logs, _to_float
+from .callback import _is_chief, _pythonify_logs, _say, _to_float
 from .monitor_callback import MonitorCallback
 
 __all__ = ["ModelCheckpoint"]
@@ -119,10 +119,10 @@ class ModelCheckpoint(MonitorCallback):
         return False
 
     def _should_save_model(self, epoch: int, logs: dict, filepath: str) -> bool:
-        talk = self.verbose > 0 and _is_chief()
+        talk = self.verbose > 0
         if not self.save_best_only:
             if talk:
-                print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+                _say(f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
         current = logs.get(self.monitor)
         if current is None:
@@ -132,14 +132,14 @@ class ModelCheckpoint(MonitorCallback):
         best_str = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
             if talk:
-                print(
+                _say(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_str} to {current:.5f}, "
                     f"saving model to {filepath}"
                 )
             self.best = current
             return True
         if talk:
-            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_str}")
+            _say(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_str}")
         return False
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict | None) -> None:
@@ -166,8 +166,8 @@ class ModelCheckpoint(MonitorCallback):
                 "permissions and resume"
             )
             raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
-        if self.verbose > 0 and _is_chief():
-            print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
+        if self.verbose > 0:
+            _say(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
     def _get_file_path(self, epoch: int, batch: int | None, logs: dict) -> str:
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .callback import _to_float
+from .callback import _say, _to_float
 from .monitor_callback import MonitorCallback
 
 __all__ = ["ReduceLROnPlateau"]
@@ -90,7 +90,7 @@ class ReduceLROnPlateau(MonitorCallback):
         optimizer.learning_rate = new_lr
         if self.verbose > 0:
             name_str = f" {name}" if name else ""
-            print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name_str} learning rate to {new_lr}.")
+            _say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing{name_str} learning rate to {new_lr}.")
         return True
 
     def on_train_begin(self, logs: dict | None = None) -> None:

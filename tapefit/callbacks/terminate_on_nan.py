@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .callback import Callback, _to_float
+from .callback import Callback, _say, _to_float
 
 __all__ = ["TerminateOnNaN"]
 
@@ -92,11 +92,11 @@ class TerminateOnNaN(Callback):
         if self.restore_weights and self._saved is not None and batch is not None:
             with torch.no_grad():
                 torch._foreach_copy_([w.detach() for w in self.model.weights], self._saved)
-            print(f"{where}: restored the weights from before the non-finite step")
+            _say(f"{where}: restored the weights from before the non-finite step")
         if self.raise_error:
             raise RuntimeError(
                 f"NaN or Inf loss encountered at {where.lower()}. Loss value: {loss}. "
                 "Terminating training immediately."
             )
-        print(f"{where}: Invalid loss, terminating training")
+        _say(f"{where}: Invalid loss, terminating training")
         self.model.stop_training = True
