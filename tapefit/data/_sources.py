@@ -257,3 +257,33 @@ def dataset_tree(datasets: Any, is_dataset: Callable[[Any], bool]) -> tuple[list
             f"Dataset.zip expects a (nested) tuple or dict of Dataset objects, got {type(datasets).__name__}."
         )
     return leaves, tree
+
+
+def flatten_shapes(output_shapes: Any, count: int) -> list:
+    """``from_generator``'s deprecated ``output_shapes`` as one shape per output type."""
+    if count == 1 and (output_shapes is None or _is_shape(output_shapes)):
+        return [output_shapes]
+    flat: list = []
+
+    def walk(x: Any) -> None:
+        if _is_shape(x):
+            flat.append(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        else:
+            for v in x:
+                walk(v)
+
+    walk(output_shapes)
+    if len(flat) != count:
+        raise ValueError(f"from_generator: output_shapes has {len(flat)} shapes for {count} output_types.")
+    return flat
+
+
+def _is_shape(x: Any) -> bool:
+    return (
+        x is None
+        or isinstance(x, (list, torch.Size))
+        or (isinstance(x, tuple) and all(d is None or isinstance(d, int) for d in x))
+    )

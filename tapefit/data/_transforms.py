@@ -16,7 +16,7 @@ from ._node import Node
 from ._rows import Plan, TensorRows, shard_stream, skip_stream, split, take_stream
 from ._shuffle import ShuffleSeeds, permute_pass, windowed_index_shuffle, windowed_shuffle
 from ._structure import RaggedError, flatten, map_structure, stack, unstack
-from .spec import INFINITE_CARDINALITY, UNKNOWN_CARDINALITY
+from .spec import INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, spec_of
 
 _CACHE_CHUNK = 4096
 
@@ -44,6 +44,22 @@ class Map(Node):
 
     def cardinality(self) -> int:
         return self.up.cardinality()
+
+    def spec(self) -> Any:
+        """Read off ``fn`` applied to the first input element: one call, no batch probe (the
+        file cache asks for it and may never iterate this node)."""
+        return spec_of(first_mapped(self))
+
+
+def first_mapped(node: Node) -> Any:
+    """The first element of ``node``, computing a chain of maps on one element only."""
+    if isinstance(node, Map):
+        return call(node.fn, first_mapped(node.up))
+    for element in node:
+        return element
+    raise ValueError(
+        "element_spec: this dataset is empty, so the structure of its elements cannot be inferred."
+    )
 
 
 class Filter(Node):

@@ -7,18 +7,25 @@ method returns a new ``Dataset`` and never changes its input. Elements keep thei
 Speed comes from the index fast path (``_rows``): while the data sits in memory, ``shuffle``
 draws one permutation per pass, ``batch`` gathers each batch with one ``index_select`` per
 component, and ``map`` runs once per batch when its function is batch-polymorphic.
+``padded_batch`` (``_padded``), ``interleave`` (``_interleave``) and the file cache
+(``_file_cache``, ``_shard_io``) live in their own modules.
 """
 
 from __future__ import annotations
 
 import operator
+import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
+from ._file_cache import FileCache
+from ._interleave import Interleave, default_cycle_length
 from ._map import num_workers
 from ._node import Node
+from ._padded import PaddedBatch
 from ._sources import (
     Concatenate,
     GeneratorSource,
@@ -27,6 +34,7 @@ from ._sources import (
     TensorSlices,
     Zip,
     dataset_tree,
+    flatten_shapes,
 )
 from ._structure import flatten, map_structure, to_numpy
 from ._transforms import Batch, Cache, Filter, Map, Prefetch, Repeat, Shard, Shuffle, Skip, Take, Unbatch
@@ -114,7 +122,7 @@ class Dataset:
         if output_types is not None:
             types, tree = flatten(output_types)
             shapes = (
-                [None] * len(types) if output_shapes is None else _flatten_shapes(output_shapes, len(types))
+                [None] * len(types) if output_shapes is None else flatten_shapes(output_shapes, len(types))
             )
             signature = tree.unflatten([TensorSpec(s, as_dtype(t)) for t, s in zip(types, shapes)])
         if signature is not None:
@@ -232,18 +240,122 @@ class Dataset:
             raise ValueError(f"shard: index must be < num_shards ({num_shards}), got {index}.")
         return Dataset(Shard(self._node, num_shards, index))
 
-    def cache(self, filename: str = "") -> Dataset:
-        """Keep the elements of the first complete pass in memory and replay them afterwards.
+    def cache(self, filename: str | os.PathLike = "") -> Dataset:
+        """Keep the elements of the first complete pass and replay them in later passes.
 
-        Put it after expensive deterministic ``map`` calls: later passes skip them (after a
-        batch-polymorphic map the mapped data becomes tensors gathered by index). Only
-        the in-memory cache exists; a ``filename`` raises ``NotImplementedError``.
+        Put it after expensive deterministic ``map`` calls: later passes skip them. Without a
+        ``filename`` the elements stay in memory (after a batch-polymorphic map the mapped data
+        becomes tensors gathered by index, the fast path).
+
+        With a ``filename`` (a file prefix, as in tf.data) the first pass is written while it
+        streams to ``<filename>.data-NNNNN.safetensors`` shards (memory holds one shard) and
+        ``<filename>.index`` (JSON), written atomically once that pass reaches its end. Later
+        passes, and later runs of the program, read the files and skip the pipeline above
+        ``cache``. A pass that stops early (a ``break``, an error, a killed process) leaves no
+        index, so nothing of it is ever read, and the next pass writes the cache again.
+
+        Unlike tf.data, reading checks the files against the pipeline (structure, dtypes,
+        shapes, and the element count where the pipeline knows it) and raises, naming the files
+        to delete, when it changed. The check reads the pipeline's ``element_spec``, which after
+        a ``map`` runs it on one element. Reading takes the element path (add ``.cache()`` to
+        hold the data in memory for the fast path); tensors come back on the CPU. A writer in
+        another live process is an error; in this process a new pass takes over from an
+        unfinished one. No file holds pickled data, and there is no state for ``state_dict``.
+
+        Example:
+            >>> import os, tempfile
+            >>> prefix = os.path.join(tempfile.mkdtemp(), "squares")
+            >>> ds = Dataset.range(5).map(lambda x: x**2).cache(prefix)
+            >>> [int(x) for x in ds]  # runs the map and writes the cache
+            [0, 1, 4, 9, 16]
+            >>> [int(x) for x in Dataset.range(5).map(lambda x: x**2).cache(prefix)]  # reads it
+            [0, 1, 4, 9, 16]
         """
+        if not isinstance(filename, (str, os.PathLike)):
+            raise TypeError(f"cache: `filename` must be a str or a path, got {type(filename).__name__}.")
+        filename = os.fspath(filename)
         if filename:
-            raise NotImplementedError(
-                f"cache({filename!r}): file caches are not supported; call cache() to cache in memory."
-            )
+            return Dataset(FileCache(self._node, filename))
         return Dataset(Cache(self._node))
+
+    def padded_batch(
+        self,
+        batch_size: int,
+        padded_shapes: Any = None,
+        padding_values: Any = None,
+        drop_remainder: bool = False,
+    ) -> Dataset:
+        """Batch consecutive elements of different shapes, padding each component (tf.data's rules).
+
+        Args:
+            batch_size: elements per batch.
+            padded_shapes: per component (following the element's tuple/dict structure) the
+                shape to pad to: a list of ints where ``None`` or -1 means the longest in the
+                batch, or an int for a vector. ``None`` (the default, also per component)
+                pads every dimension to the longest in the batch. An element larger than a
+                fixed size is an error.
+            padding_values: per component a scalar, or one scalar for all components;
+                defaults are 0, ``False`` for booleans and ``""`` for strings. Python numbers
+                take the component's dtype; tensors must have it.
+            drop_remainder: drop a last batch smaller than ``batch_size``.
+
+        Example:
+            >>> ds = Dataset.range(1, 5).map(lambda x: torch.full((int(x),), int(x)))
+            >>> [b.tolist() for b in ds.padded_batch(2)]
+            [[[1, 0], [2, 2]], [[3, 3, 3, 0], [4, 4, 4, 4]]]
+            >>> [b.tolist() for b in ds.padded_batch(2, padded_shapes=5, padding_values=-1)][0]
+            [[1, -1, -1, -1, -1], [2, 2, -1, -1, -1]]
+        """
+        size = _int(batch_size, "padded_batch: batch_size", 1)
+        return Dataset(PaddedBatch(self._node, size, bool(drop_remainder), padded_shapes, padding_values))
+
+    def interleave(
+        self,
+        map_func: Callable[..., Dataset],
+        cycle_length: int | None = None,
+        block_length: int | None = None,
+        num_parallel_calls: int | None = None,
+        deterministic: bool | None = None,
+    ) -> Dataset:
+        """Map each element to a dataset and take their elements in turns (tf.data's order).
+
+        ``map_func`` is called on ``cycle_length`` input elements at a time (a tuple element
+        is passed as positional arguments); their datasets are visited in turn, each giving
+        ``block_length`` consecutive elements, and when one ends the next input element takes
+        its place. ``cycle_length=1`` is tf's ``flat_map``.
+
+        Args:
+            map_func: returns a :class:`Dataset` for an element.
+            cycle_length: datasets open at once. ``None`` or ``AUTOTUNE`` gives tf's default:
+                the number of CPUs this process may use, at most ``num_parallel_calls`` when
+                that is an int, a third of them when it is ``AUTOTUNE``.
+            block_length: consecutive elements from each dataset per turn (default 1).
+            num_parallel_calls: an int or ``AUTOTUNE``: worker threads read ahead in the open
+                datasets (useful when reading files or decoding, which release the GIL).
+            deterministic: accepted for compatibility; the order is always tf's deterministic one.
+
+        Example:
+            >>> ds = Dataset.range(1, 6).interleave(
+            ...     lambda x: Dataset.from_tensors(x).repeat(6), cycle_length=2, block_length=4)
+            >>> [int(x) for x in ds][:12]
+            [1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 2, 2]
+        """
+        if not callable(map_func):
+            raise TypeError(f"interleave: `map_func` must be callable, got {type(map_func).__name__}.")
+        if num_parallel_calls is None:
+            if deterministic is not None:
+                warnings.warn(
+                    "interleave: `deterministic` has no effect unless `num_parallel_calls` is given.",
+                    stacklevel=2,
+                )
+        elif num_parallel_calls != AUTOTUNE:
+            _int(num_parallel_calls, "interleave: num_parallel_calls", 1)
+        if cycle_length is None or cycle_length == AUTOTUNE:
+            cycle_length = default_cycle_length(num_parallel_calls)
+        cycle_length = _int(cycle_length, "interleave: cycle_length", 1)
+        block_length = 1 if block_length is None else _int(block_length, "interleave: block_length", 1)
+        workers = num_workers(num_parallel_calls)
+        return Dataset(Interleave(self._node, map_func, _node_of, cycle_length, block_length, workers))
 
     def prefetch(self, buffer_size: int) -> Dataset:
         """Accepted for tf.data compatibility; elements are still produced on demand.
@@ -292,6 +404,9 @@ class Dataset:
 
     def state_dict(self) -> dict[str, int]:
         """Where the pipeline's pass-dependent randomness stands (shuffle epochs), for exact resume.
+
+        Only ``shuffle`` (and tapefit's own loaders) keep such state; ``cache`` (in memory or
+        in files), ``padded_batch``, ``interleave`` and the other transformations have none.
 
         Example:
             >>> ds = Dataset.range(4).shuffle(4, seed=1)
@@ -351,30 +466,7 @@ class Dataset:
         return f"<{type(self._node).__name__}Dataset cardinality={size}>"
 
 
-def _flatten_shapes(output_shapes: Any, count: int) -> list:
-    if count == 1 and (output_shapes is None or _is_shape(output_shapes)):
-        return [output_shapes]
-    flat: list = []
-
-    def walk(x: Any) -> None:
-        if _is_shape(x):
-            flat.append(x)
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        else:
-            for v in x:
-                walk(v)
-
-    walk(output_shapes)
-    if len(flat) != count:
-        raise ValueError(f"from_generator: output_shapes has {len(flat)} shapes for {count} output_types.")
-    return flat
-
-
-def _is_shape(x: Any) -> bool:
-    return (
-        x is None
-        or isinstance(x, (list, torch.Size))
-        or (isinstance(x, tuple) and all(d is None or isinstance(d, int) for d in x))
-    )
+def _node_of(value: Any) -> Node:
+    if not isinstance(value, Dataset):
+        raise TypeError(f"interleave: `map_func` must return a Dataset, got {type(value).__name__}.")
+    return value._node

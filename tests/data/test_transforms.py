@@ -142,11 +142,6 @@ def test_cache_keeps_ragged_elements():
     assert values(ds) == values(ds) == [[0, 1], [2, 3], [4]]
 
 
-def test_cache_filename_is_rejected():
-    with pytest.raises(NotImplementedError, match="file"):
-        fast(3).cache("/tmp/x")
-
-
 @both
 def test_prefetch_is_transparent(make):
     assert values(make(5).batch(2).prefetch(AUTOTUNE)) == [[0, 1], [2, 3], [4]]
