@@ -69,6 +69,38 @@ def _under(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
+def _describe(obj: Any) -> Any:
+    """A JSON description of a ``compile`` argument, to compare the arguments of two runs.
+
+    Objects give their class and ``get_config()`` without auto-generated names (``adam_3``).
+    """
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [_describe(o) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): _describe(v) for k, v in obj.items()}
+    get_config = getattr(obj, "get_config", None)
+    if callable(get_config) and not isinstance(obj, type):
+        try:
+            config = {k: _describe(v) for k, v in get_config().items() if k != "name"}
+        except Exception:  # a config that cannot be built still has a class
+            config = {}
+        return {"class": type(obj).__name__, "config": config}
+    if callable(obj):
+        return getattr(obj, "__name__", type(obj).__name__)
+    return str(obj) if isinstance(obj, torch.dtype) else type(obj).__name__
+
+
+def _differences(saved: Any, now: Any, path: str) -> list[str]:
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for k in sorted(set(saved) | set(now)):
+            out += _differences(saved.get(k), now.get(k), f"{path}.{k}" if path else k)
+        return out
+    return [] if saved == now else [f"{path}: backup {saved!r}, now {now!r}"]
+
+
 class BackupAndRestore(Callback):
     """Back up the training state at each epoch's end and restore it when `fit` starts again.
 
@@ -117,6 +149,7 @@ class BackupAndRestore(Callback):
         self.delete_checkpoint = delete_checkpoint
         self._index = os.path.join(self.backup_dir, _INDEX)
         self._published: str | None = None  # the file the index names as the latest
+        self._compile_signature: dict[str, Any] = {}
         self.initial_epoch = 0
         self._last_completed: int | None = None
         self._unhealthy = False
@@ -139,6 +172,7 @@ class BackupAndRestore(Callback):
         self.initial_epoch = 0
         self._last_completed = None
         self._unhealthy = False
+        self._compile_signature = self._signature()
         found: tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None = None
         error = None
         if _is_chief():
@@ -198,6 +232,28 @@ class BackupAndRestore(Callback):
             "Refusing to restart from scratch silently: delete the folder to start over."
         )
 
+    def _signature(self) -> dict[str, Any]:
+        """What ``compile`` was given (as this run starts, before any learning-rate change)."""
+        from ..losses import get as get_loss
+
+        config = getattr(self.model, "_compile_config", None) or {}
+
+        def loss(x: Any) -> Any:  # "mse" and "mean_squared_error" name the same function
+            if isinstance(x, (list, tuple)):
+                return [loss(v) for v in x]
+            if isinstance(x, dict):
+                return {k: loss(v) for k, v in x.items()}
+            return get_loss(x) if isinstance(x, str) else x
+
+        signature = {
+            "optimizer": getattr(self.model, "optimizer", None),  # resolved: "adam" is Adam()
+            "loss": loss(config.get("loss")),
+            "loss_weights": config.get("loss_weights"),
+            "metrics": config.get("metrics"),
+            "weighted_metrics": config.get("weighted_metrics"),
+        }
+        return json.loads(json.dumps(_describe(signature)))
+
     def _backup_files(self) -> list[str]:
         try:
             return sorted(n for n in os.listdir(self.backup_dir) if _FILE.match(n))
@@ -230,6 +286,14 @@ class BackupAndRestore(Callback):
             for k, v in model_state.items()
             if k in current and v.shape != current[k].shape
         ]
+        if not problems and "compile" in meta:
+            changed = _differences(meta["compile"], self._compile_signature, "")
+            if changed:
+                raise ValueError(
+                    f"BackupAndRestore: the backup {path} was taken with other compile() arguments; "
+                    "nothing was loaded.\n  " + "\n  ".join(changed) + "\nCompile as the interrupted run "
+                    f"did to resume it, or delete {self.backup_dir} to start over."
+                )
         if problems:
             raise ValueError(
                 f"BackupAndRestore: the backup {path} does not fit this model; nothing was loaded.\n  "
@@ -347,6 +411,18 @@ class BackupAndRestore(Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
             tensors.update({f"optimizer/{k}": _cpu_copy(k, v) for k, v in optimizer.state_dict().items()})
+        bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # the same on every rank: they hold the same full weights
+            if self._unhealthy:
+                return  # said once already
+            self._unhealthy = True
+            where = f"epoch {completed_epochs + 1}, batch {mid_epoch.step}" if mid_epoch else "this epoch"
+            warnings.warn(
+                f"BackupAndRestore: not backing up at {where}: non-finite values in {', '.join(bad[:5])}"
+                f"{' ...' if len(bad) > 5 else ''}; the last good backup stays the one to resume from.",
+                stacklevel=3,
+            )
+            return
         parts = checkpointing.gather_to_chief(self._local_state(mid_epoch))
         if not _is_chief():
             checkpointing.publish(lambda: None, lambda: None)
@@ -359,6 +435,7 @@ class BackupAndRestore(Callback):
             "tapefit_version": _tapefit_version(),
             "torch_version": torch.__version__,
             "ranks": [part_meta for _, part_meta in parts],
+            "compile": self._compile_signature,
         }
         for r, (part_tensors, _) in enumerate(parts):
             tensors.update({f"ranks/{r}/{k}": v for k, v in part_tensors.items()})

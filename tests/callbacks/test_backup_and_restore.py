@@ -222,3 +222,38 @@ def test_bad_arguments_are_refused(tmp_path):
     assert BackupAndRestore(tmp_path, save_freq=10).save_freq == 10
     with pytest.raises(ValueError, match="Empty"):
         BackupAndRestore("")
+
+
+def test_a_step_that_makes_the_weights_non_finite_is_never_backed_up(tmp_path):
+    """With save_freq=N the newest backup must not hold the NaN weights of the bad step."""
+    import tapefit
+
+    class Poison(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 3:
+                with torch.no_grad():
+                    self.model.layers[0].kernel.fill_(float("nan"))
+
+    def build():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((3,)), tapefit.layers.Dense(2)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    x, y = np.ones((16, 3), "float32"), np.ones((16, 2), "float32")
+    with pytest.warns(UserWarning, match=r"not backing up at epoch 1, batch 4: non-finite values in model/"):
+        build().fit(
+            x,
+            y,
+            batch_size=2,
+            epochs=1,
+            verbose=0,
+            callbacks=[Poison(), BackupAndRestore(tmp_path, save_freq=1)],
+        )
+    assert _index(tmp_path)["latest"] == "backup-e00000-b0000003.safetensors"
+    model = build()
+    cb = BackupAndRestore(tmp_path, save_freq=1)
+    cb.set_model(model)
+    cb.on_train_begin()
+    assert model._resume_point.step == 3
+    assert all(np.isfinite(w).all() for w in model.get_weights())

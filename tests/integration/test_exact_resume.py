@@ -204,3 +204,66 @@ def test_resume_keeps_early_stopping_best_weights(tmp_path):
     resumed = run([tapefit.callbacks.BackupAndRestore(tmp_path)])
     for a, b in zip(reference.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_resume_restores_the_other_callbacks_states(tmp_path):
+    """EarlyStopping's wait, ReduceLROnPlateau's counters and ModelCheckpoint's best carry over,
+    so the resumed run reduces the learning rate, saves and stops at the same epochs."""
+    import tapefit
+    from tapefit import layers
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 4)).astype("float32")
+    y = rng.integers(0, 2, 32)
+
+    def run(extra, folder):
+        tapefit.utils.set_random_seed(3)
+        model = tapefit.Sequential([tapefit.Input((4,)), layers.Dense(8, activation="relu"), layers.Dense(2)])
+        model.compile(
+            optimizer=tapefit.optimizers.SGD(0.05),
+            loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        # mode="max" on a falling loss: no epoch after the first counts as an improvement
+        stop = tapefit.callbacks.EarlyStopping(monitor="loss", mode="max", patience=4)
+        plateau = tapefit.callbacks.ReduceLROnPlateau(
+            monitor="loss", mode="max", patience=1, factor=0.5, cooldown=1
+        )
+        best = tapefit.callbacks.ModelCheckpoint(
+            str(folder / "best-{epoch}.weights.safetensors"),
+            monitor="loss",
+            save_best_only=True,
+            save_weights_only=True,
+        )
+        history = model.fit(
+            x, y, batch_size=8, epochs=10, shuffle=False, verbose=0, callbacks=[*extra, stop, plateau, best]
+        )
+        return model, history, stop, plateau, best
+
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "resumed").mkdir()
+    ref, ref_history, ref_stop, ref_plateau, ref_best = run([], tmp_path / "ref")
+
+    class Interrupt(tapefit.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        run([tapefit.callbacks.BackupAndRestore(backup), Interrupt()], tmp_path / "resumed")
+    model, history, stop, plateau, best = run(
+        [tapefit.callbacks.BackupAndRestore(backup)], tmp_path / "resumed"
+    )
+    assert history.history == ref_history.history  # learning rates included
+    assert stop.stopped_epoch == ref_stop.stopped_epoch > 0
+    assert (stop.wait, plateau.wait, plateau.cooldown_counter) == (
+        ref_stop.wait,
+        ref_plateau.wait,
+        ref_plateau.cooldown_counter,
+    )
+    assert best.best == ref_best.best
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == sorted(
+        p.name for p in (tmp_path / "ref").iterdir()
+    )
+    for a, b in zip(ref.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
