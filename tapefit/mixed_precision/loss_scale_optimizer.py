@@ -43,7 +43,8 @@ class LossScaleOptimizer:
         self.inner_optimizer = get(inner_optimizer)
         self.dynamic_growth_steps = int(dynamic_growth_steps)
         self.name = name or f"loss_scale_{self.inner_optimizer.name}"
-        self._scale = float(initial_scale)
+        self.initial_scale = float(initial_scale)
+        self._scale = self.initial_scale
         self._good_steps = 0
 
     @property
@@ -109,7 +110,18 @@ class LossScaleOptimizer:
 
         return {
             "inner_optimizer": serialize(self.inner_optimizer),
-            "initial_scale": self._scale,
+            "initial_scale": self.initial_scale,
             "dynamic_growth_steps": self.dynamic_growth_steps,
             "name": self.name,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Any:
+        """Rebuild from :meth:`get_config` (the current scale is state: it comes with ``load_state_dict``)."""
+        from ..optimizers import deserialize
+
+        config = dict(config)
+        inner = config.pop("inner_optimizer")
+        if isinstance(inner, dict):
+            inner = deserialize(inner, custom_objects=custom_objects)
+        return cls(inner, **config)

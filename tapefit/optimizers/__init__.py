@@ -65,9 +65,18 @@ def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = 
     name = config["class_name"]
     custom = custom_objects or {}
     cls = custom.get(name) or ALL_OBJECTS_DICT.get(str(name).lower())
+    if cls is None and str(name).lower() == "lossscaleoptimizer":  # lives in mixed_precision
+        from ..mixed_precision import LossScaleOptimizer
+
+        cls = LossScaleOptimizer
     if cls is None:
         raise unknown_name_error("optimizer", str(name), sorted(ALL_OBJECTS_DICT) + list(custom))
     return cls.from_config(dict(config.get("config", {})), custom_objects=custom_objects)
+
+
+def _is_wrapper(obj: Any) -> bool:
+    """An optimizer wrapper such as ``LossScaleOptimizer`` (it holds a tapefit optimizer)."""
+    return isinstance(getattr(obj, "__dict__", {}).get("inner_optimizer"), Optimizer)
 
 
 def get(identifier: Any) -> Optimizer | None:
@@ -77,7 +86,7 @@ def get(identifier: Any) -> Optimizer | None:
         >>> type(get("rmsprop")).__name__
         'RMSprop'
     """
-    if identifier is None or isinstance(identifier, Optimizer):
+    if identifier is None or isinstance(identifier, Optimizer) or _is_wrapper(identifier):
         return identifier
     if isinstance(identifier, dict):
         return deserialize(identifier)

@@ -71,8 +71,8 @@ def test_layer_policy_round_trips_through_config():
 def test_loss_scale_optimizer_matches_the_plain_optimizer_on_finite_gradients():
     w1 = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     w2 = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    plain = tapefit.optimizers.Adam(0.1)
-    scaled = LossScaleOptimizer(tapefit.optimizers.Adam(0.1), initial_scale=1024.0)
+    plain = tapefit.optimizers.SGD(0.1, momentum=0.5)  # not scale-invariant, unlike Adam
+    scaled = LossScaleOptimizer(tapefit.optimizers.SGD(0.1, momentum=0.5), initial_scale=1024.0)
     for _ in range(3):
         with tapefit.GradientTape() as tape:
             loss = (w1**2).sum()
@@ -111,3 +111,44 @@ def test_compile_wraps_the_optimizer_for_float16_loss_scaling():
     model = tapefit.Sequential([tapefit.Input((4,)), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
     assert not isinstance(model.optimizer, LossScaleOptimizer)
+
+
+@pytest.fixture
+def mixed_f16():
+    tapefit.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    tapefit.mixed_precision.set_global_policy("float32")
+
+
+def test_an_explicit_loss_scale_optimizer_compiles_trains_and_saves(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    model = tapefit.Sequential([tapefit.Input((4,)), layers.Dense(2)])
+    model.compile(optimizer=LossScaleOptimizer(tapefit.optimizers.SGD(0.05), initial_scale=64.0), loss="mse")
+    hist = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    assert model.optimizer.get_config()["initial_scale"] == 64.0  # the argument, not the current scale
+    model.save(tmp_path / "m.tapefit")
+    loaded = tapefit.saving.load_model(tmp_path / "m.tapefit")
+    assert isinstance(loaded.optimizer, LossScaleOptimizer)
+    assert loaded.optimizer.dynamic_scale == model.optimizer.dynamic_scale
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 12
+
+
+def test_mixed_float16_fit_on_cpu_scales_the_loss_and_saves(mixed_f16, tmp_path):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 64)
+    x = (rng.normal(0, 0.3, (64, 6)) + y[:, None]).astype("float32")
+    model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(16, activation="relu"), layers.Dense(3)])
+    model.compile(
+        optimizer=tapefit.optimizers.SGD(0.1),
+        loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    hist = model.fit(x, y, batch_size=16, epochs=5, verbose=0)
+    assert isinstance(model.optimizer, LossScaleOptimizer) and model.optimizer.dynamic_scale > 1
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    assert model(torch.from_numpy(x[:2])).dtype == torch.float32  # the last layer's output leaves float16
+    assert all(w.dtype == torch.float32 for w in model.weights)
+    model.save(tmp_path / "f16.tapefit")
+    loaded = tapefit.saving.load_model(tmp_path / "f16.tapefit")
+    assert loaded.optimizer.dynamic_scale == model.optimizer.dynamic_scale
