@@ -4,7 +4,6 @@ same code on one process (tests/distribute/_train_script.py runs both)."""
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import os
 
@@ -143,17 +142,6 @@ def test_backward_loop_with_the_ddp_wrapped_model(runs):
     _assert_weights_close(rank0, single, "ddp_w")
 
 
-def _optimizer_synchronizes() -> bool:
-    from tapefit.optimizers.optimizer import Optimizer
-
-    return "all_reduce_gradients" in inspect.getsource(Optimizer.apply)
-
-
-@pytest.mark.xfail(
-    not _optimizer_synchronizes(),
-    reason="Optimizer.apply does not call tapefit.distribute.all_reduce_gradients yet",
-    strict=True,
-)
 def test_custom_train_step_is_synchronised_by_the_optimizer(runs):
     rank0, rank1, single, _ = runs
     _assert_weights_close(rank0, rank1, "custom_w")
