@@ -169,6 +169,39 @@ def _check_sparse_labels(y_true: Any, num_classes: int, ignore_class: int | None
         )
 
 
+def check_binary_targets(y_true: Any, name: str) -> None:
+    """Raise a ValueError if integer targets of a binary loss hold values other than 0 and 1.
+
+    Class ids (0..K-1) given to a binary crossentropy are a common mix-up that trains silently
+    on nonsense; float targets (soft labels) are not checked. Run on the host only.
+
+    Example:
+        >>> check_binary_targets(torch.tensor([0, 1, 3]), "binary_crossentropy")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: binary_crossentropy: integer targets (dtype int64) must be 0 or 1, but y_true holds 3 ...
+    """
+    labels = y_true if isinstance(y_true, torch.Tensor) else None
+    if labels is None:
+        array = np.asarray(y_true)
+        if array.dtype.kind not in "iu":
+            return
+        labels = torch.from_numpy(array)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or not labels.numel():
+        return
+    if not should_check_values(labels):
+        return
+    low, high = torch.aminmax(labels)
+    if int(low) >= 0 and int(high) <= 1:
+        return
+    bad = labels[(labels < 0) | (labels > 1)]
+    raise ValueError(
+        f"{name}: integer targets (dtype {str(labels.dtype).removeprefix('torch.')}) must be 0 or 1, but "
+        f"y_true holds {int(_first(bad))} ({bad.numel()} of {labels.numel()} values are neither). For class "
+        "ids use sparse_categorical_crossentropy; for several binary labels per sample, one column each."
+    )
+
+
 def should_check_values(t: torch.Tensor) -> bool:
     """Value checks run on CPU tensors in eager mode only: elsewhere they would sync or break a graph."""
     return t.device.type == "cpu" and not torch.compiler.is_compiling()

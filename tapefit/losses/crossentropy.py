@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from .. import config
-from ._tensors import _check_sparse_labels, align, as_tensor, pred_tensor, should_check_values, true_like
+from ._tensors import (
+    _check_sparse_labels,
+    align,
+    as_tensor,
+    check_binary_targets,
+    pred_tensor,
+    should_check_values,
+    true_like,
+)
 from .loss import _BuiltinLoss
 
 __all__ = [
@@ -177,6 +185,7 @@ def _binary_inputs(
     y_true: Any, y_pred: Any, label_smoothing: float, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     y_pred = pred_tensor(y_pred)
+    check_binary_targets(y_true, name)
     y_true, y_pred = align(true_like(y_true, y_pred), y_pred, name, exact=True)
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing

@@ -99,3 +99,16 @@ def test_check_sparse_labels_accepts_good_labels_from_numpy_and_torch():
     _check_sparse_labels(np.array([0, 1, 2], dtype=np.uint8), 3)
     _check_sparse_labels(torch.tensor([[0.0], [2.0]]), 3)
     _check_sparse_labels(np.array([True, False]), 2)
+
+
+@pytest.mark.parametrize("loss", [L.BinaryCrossentropy(), L.BinaryFocalCrossentropy(), L.binary_crossentropy])
+def test_class_ids_given_to_a_binary_loss_name_the_dtype_and_the_value(loss):
+    probs = torch.full((4, 1), 0.5)
+    with pytest.raises(
+        ValueError,
+        match=r"integer targets \(dtype int64\) must be 0 or 1, but y_true holds 3 .*"
+        r"sparse_categorical_crossentropy",
+    ):
+        loss(torch.tensor([[0], [1], [3], [1]]), probs)
+    loss(torch.tensor([[0], [1], [1], [0]]), probs)  # 0/1 integers are fine
+    loss(torch.tensor([[0.2], [1.0], [0.7], [0.0]]), probs)  # soft float targets are not checked
