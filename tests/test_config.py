@@ -21,13 +21,6 @@ def test_enable_op_determinism_sets_torch_deterministic_kernels(monkeypatch):
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-        # a kernel without a deterministic version now refuses to run instead of varying silently
-        if torch.cuda.is_available():
-            x = torch.zeros(4, device="cuda")
-            try:
-                x.index_add_(0, torch.tensor([0, 0], device="cuda"), torch.ones(2, device="cuda"))
-            except RuntimeError as e:
-                assert "deterministic" in str(e)
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1], before[2]
