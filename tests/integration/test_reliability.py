@@ -97,29 +97,97 @@ def _rss_kb():
     return 0
 
 
-@pytest.mark.slow
-def test_long_run_has_a_flat_memory_profile():
-    """Tens of thousands of steps: no autograd graph kept alive by logs, History or metrics."""
-    x = torch.rand(2000, 8)
-    y = torch.randint(0, 2, (2000,))
-    model = tapefit.Sequential([tapefit.Input((8,)), layers.Dense(8, activation="relu"), layers.Dense(2)])
+def _live_tensors():
+    """(all live tensors, those holding an autograd graph) after a full collection."""
+    gc.collect()
+    tensors = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
+    return len(tensors), sum(t.grad_fn is not None for t in tensors)
+
+
+class _MemoryProbe(tapefit.callbacks.Callback):
+    """Counts live tensors at the end of the given epochs and keeps every logs dict it is handed.
+
+    Only epoch hooks are overridden, so the fit keeps its no-batch-hooks fast path.
+    """
+
+    def __init__(self, at_epochs):
+        super().__init__()
+        self.at_epochs = at_epochs
+        self.counts = {}
+        self.logs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append(logs)
+        if epoch + 1 in self.at_epochs:
+            self.counts[epoch + 1] = (*_live_tensors(), _rss_kb())
+
+    def on_train_end(self, logs=None):
+        self.logs.append(logs)
+
+
+def _memory_profile(model, x, y, epochs):
+    """Fit ``epochs`` epochs after a warm-up. Returns (tensors, graph-holding tensors, RSS kB) before
+    the fit, at its half and at its end, then what a user keeps: History and every logs dict."""
     model.compile(
         optimizer="sgd",
         loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    kept = []
-    cb = tapefit.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: kept.append(logs))
-    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb])  # warm up allocators
-    gc.collect()
-    rss0, tensors0 = _rss_kb(), sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
-    hist = model.fit(x, y, batch_size=4, epochs=40, verbose=0, callbacks=[cb])  # 20,000 steps
-    gc.collect()
-    rss1, tensors1 = _rss_kb(), sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
-    assert len(hist.history["loss"]) == 40
-    assert all(isinstance(v, float) for logs in kept for v in logs.values())
-    assert tensors1 - tensors0 < 50, (tensors0, tensors1)
-    assert rss1 - rss0 < 30_000, f"RSS grew by {rss1 - rss0} kB over 20,000 steps"
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)  # warm up allocators and lazily built state
+    start = (*_live_tensors(), _rss_kb())
+    probe = _MemoryProbe({epochs // 2, epochs})
+    hist = model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=[probe])
+    return start, probe.counts[epochs // 2], probe.counts[epochs], hist, probe.logs
+
+
+def _assert_logs_are_python_floats(hist, logs, epochs):
+    assert len(hist.history["loss"]) == epochs
+    values = [v for series in hist.history.values() for v in series]
+    values += [v for entry in logs for v in entry.values()]
+    assert values and all(type(v) is float for v in values), {type(v) for v in values}
+
+
+def _mlp():
+    return tapefit.Sequential([tapefit.Input((8,)), layers.Dense(8, activation="relu"), layers.Dense(2)])
+
+
+@pytest.mark.slow
+def test_long_run_has_a_flat_memory_profile():
+    """20,000 steps: no autograd graph kept alive by logs, History or metrics, no growth per epoch.
+
+    One leaked tensor per epoch would add 20 between epochs 20 and 40 (the next test shows that
+    these checks catch it); History and the logs hold Python floats, never tensors.
+    """
+    x = torch.rand(2000, 8)
+    y = torch.randint(0, 2, (2000,))
+    start, half, end, hist, logs = _memory_profile(_mlp(), x, y, epochs=40)
+    _assert_logs_are_python_floats(hist, logs, 40)
+    assert end[0] - half[0] <= 2, f"live tensors after 20 epochs {half[0]}, after 40 {end[0]}"
+    assert start[1] == half[1] == end[1], f"tensors holding a graph: {start[1]}, {half[1]}, {end[1]}"
+    assert end[2] - start[2] < 30_000, f"RSS grew by {end[2] - start[2]} kB over 20,000 steps"
+
+
+class _LeakyModel(tapefit.Sequential):
+    """Keeps the loss (and with it the step's autograd graph) of the first step of every epoch."""
+
+    def compute_loss(self, *args, **kwargs):
+        loss = super().compute_loss(*args, **kwargs)
+        if torch.is_grad_enabled():
+            step = self.__dict__.get("_train_steps", 0)
+            self.__dict__["_train_steps"] = step + 1
+            if step % 10 == 0:  # 10 steps per epoch below
+                self.__dict__.setdefault("_leaked", []).append(loss)
+        return loss
+
+
+def test_the_memory_check_catches_one_leaked_graph_per_epoch():
+    x = torch.rand(40, 8)
+    y = torch.randint(0, 2, (40,))
+    model = _LeakyModel([tapefit.Input((8,)), layers.Dense(8, activation="relu"), layers.Dense(2)])
+    start, half, end, hist, logs = _memory_profile(model, x, y, epochs=20)
+    _assert_logs_are_python_floats(hist, logs, 20)
+    assert end[0] - half[0] >= 10  # one per epoch from epoch 10 to 20; the flat-profile test allows 2
+    assert end[1] - half[1] >= 10 and half[1] > start[1]
 
 
 SHAPE_LAYERS = [
@@ -196,7 +264,10 @@ def test_resuming_with_other_compile_arguments_is_a_strict_error(tmp_path):
     ]
     cases = [
         (("sgd",), r"optimizer\.class: backup 'Adam', now 'SGD'"),
-        ((tapefit.optimizers.Adam(0.5),), r"optimizer\.config\.learning_rate: backup 0\.00100000\d*, now 0\.5"),
+        (
+            (tapefit.optimizers.Adam(0.5),),
+            r"optimizer\.config\.learning_rate: backup 0\.00100000\d*, now 0\.5",
+        ),
         (("adam", 2, ["accuracy"]), r"metrics: backup None, now \['accuracy'\]"),
     ]
     for args, message in cases:
@@ -207,4 +278,4 @@ def test_resuming_with_other_compile_arguments_is_a_strict_error(tmp_path):
         for a, b in zip(fresh, run.model.get_weights()):  # nothing was loaded
             np.testing.assert_array_equal(a, b)
     assert (tmp_path / "backup-index.json").exists()  # the backup is kept for the right command
-    run("adam", 3)  # the same arguments resume
+    assert int(run("adam", 2).optimizer.iterations) == 2  # the same arguments resume: epoch 2 of 2
