@@ -185,9 +185,13 @@ def get(identifier: str | Callable | None) -> Callable[..., torch.Tensor]:
     if isinstance(identifier, dict):
         identifier = identifier.get("config", identifier.get("class_name"))
     if isinstance(identifier, str):
-        fn = _ALL.get(identifier) or _ALIASES.get(identifier)
+        fn = _ALL.get(identifier) or _ALIASES.get(identifier) or _registered(identifier)
         if fn is None:
-            raise unknown_name_error("activation", identifier, list(_ALL) + ["swish", "hard_swish"])
+            error = unknown_name_error("activation", identifier, list(_ALL) + ["swish", "hard_swish"])
+            raise ValueError(
+                f"{error} A custom activation saved by name must be registered with "
+                "@tapefit.saving.register_serializable() before loading."
+            )
         return fn
     raise TypeError(f"Could not interpret activation {identifier!r}: pass a name like 'relu' or a callable.")
 
@@ -202,9 +206,19 @@ def serialize(fn: Callable) -> str:
     return registered_name(fn)
 
 
-def deserialize(config: str | dict) -> Callable[..., torch.Tensor]:
-    if isinstance(config, str) and config not in _ALL and config not in ("swish", "hard_swish"):
-        from .saving.registry import resolve
+def _registered(name: str) -> Callable[..., torch.Tensor] | None:
+    """A function the user registered under ``name`` (the allowlist; never a module path)."""
+    from .saving.registry import get_registered_object
 
-        return resolve(config)
-    return get(config)
+    fn = get_registered_object(name)
+    return fn if callable(fn) and not isinstance(fn, type) else None
+
+
+def deserialize(config: str | dict) -> Callable[..., torch.Tensor]:
+    """The activation a saved config names: one of ours or a registered function, never a module path."""
+    name = config
+    if isinstance(config, dict):
+        name = config.get("config") if isinstance(config.get("config"), str) else config.get("class_name")
+    if not isinstance(name, str):
+        raise ValueError(f"Could not deserialize activation {config!r}: expected a name or a config dict.")
+    return get(name)

@@ -288,11 +288,16 @@ def serialize(initializer: Initializer) -> dict[str, Any]:
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
 
 
-def deserialize(config: dict[str, Any]) -> Initializer:
-    name = config.get("class_name", "")
-    cls = _CLASSES.get(name)
+def deserialize(config: dict[str, Any] | str) -> Initializer:
+    """An initializer from a saved config or name: ours or a registered class, never a module path."""
+    if isinstance(config, str):
+        config = {"class_name": config, "config": {}}
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(f"Could not deserialize initializer {config!r}: expected a dict with 'class_name'.")
+    name = config["class_name"]
+    cls = _CLASSES.get(name) or _BY_SNAKE.get(name)
     if cls is None:
-        from .saving.registry import resolve
+        from .saving.registry import resolve_subclass
 
-        cls = resolve(name)
-    return cls.from_config(config.get("config", {}))
+        cls = resolve_subclass(name, Initializer, "an initializer class")
+    return cls.from_config(config.get("config") or {})

@@ -85,10 +85,15 @@ def serialize(reg: Regularizer) -> dict[str, Any]:
     return {"class_name": type(reg).__name__, "config": reg.get_config()}
 
 
-def deserialize(config: dict[str, Any]) -> Regularizer:
-    cls = _CLASSES.get(config.get("class_name", ""))
+def deserialize(config: dict[str, Any] | str) -> Regularizer:
+    """A regularizer from a saved config or name: ours or a registered class, never a module path."""
+    if isinstance(config, str):
+        config = {"class_name": config, "config": {}}
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(f"Could not deserialize regularizer {config!r}: expected a dict with 'class_name'.")
+    cls = _CLASSES.get(config["class_name"])
     if cls is None:
-        from .saving.registry import resolve
+        from .saving.registry import resolve_subclass
 
-        cls = resolve(config.get("class_name", ""))
-    return cls.from_config(config.get("config", {}))
+        cls = resolve_subclass(config["class_name"], Regularizer, "a regularizer class")
+    return cls.from_config(config.get("config") or {})

@@ -100,16 +100,25 @@ def load_keras_h5(model: Any, filepath: str | os.PathLike) -> None:
     h5py = _h5py()
     if not os.path.isfile(filepath):
         raise FileNotFoundError(f"No weights file at {filepath}.")
-    with h5py.File(filepath, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
+    try:
+        f = h5py.File(filepath, "r")
+    except OSError as e:
+        raise ValueError(
+            f"{filepath} cannot be read as an HDF5 weights file (it is truncated, corrupted or not HDF5; "
+            f"nothing was loaded): {e}"
+        ) from e
+    with f:
         try:
+            group = f["model_weights"] if "model_weights" in f else f
             if "layer_names" in group.attrs or "layer_names0" in group.attrs:
                 staged = _legacy_arrays(group, model)
             elif "layers" in group:
                 staged = _keras3_arrays(group, model)
             else:
                 raise ValueError("it is neither a Keras 3 .weights.h5 file nor a legacy Keras weights file")
-        except (KeyError, ValueError) as e:
+        except OSError as e:  # h5py's error for a damaged block met while reading
+            raise ValueError(f"{filepath} is corrupted or truncated (nothing was loaded): {e}") from e
+        except (KeyError, ValueError, TypeError) as e:
             raise ValueError(
                 f"{filepath} does not match model {model.name!r} (nothing was loaded): {e}"
             ) from e

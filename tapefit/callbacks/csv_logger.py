@@ -93,8 +93,16 @@ class CSVLogger(Callback):
     def _flush(self) -> None:
         if not _is_chief():
             return
-        with atomic_write(self.filename, "w") as f:
-            f.write(self._prefix + self._rows.getvalue())
+        try:
+            with atomic_write(self.filename, "w") as f:
+                f.write(self._prefix + self._rows.getvalue())
+        except OSError as e:
+            message = (
+                f"CSVLogger could not save to {self.filename}: {e.strerror or e}. Training stops here "
+                "rather than going on without the log you asked for; free space or fix the permissions "
+                "and resume (the file still holds the rows up to the previous epoch)"
+            )
+            raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self._writer = None

@@ -1,7 +1,8 @@
 """Reading CIFAR files: the python-pickle batches (through a restricted unpickler) and the binary format.
 
 Both come as a ``.tar.gz`` or as its extracted folder. Archives are read member by member in one
-sequential pass, never extracted, and every member's size is bounded before it is read. The
+sequential pass, never extracted, and every member's size is bounded before it is read; links
+and entries pointing outside the archive's folder are refused. The
 python batches are pickles: :class:`RestrictedUnpickler` only admits the globals that rebuild a
 numpy array (plus latin-1 byte strings and plain containers), so a crafted file cannot run code.
 Images are reshaped once per split with numpy (no per-image Python), so all of CIFAR-10 loads in
@@ -14,6 +15,7 @@ import io
 import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Iterable
 
 import numpy as np
@@ -102,6 +104,10 @@ def read_members(source: str, folder: str, names: Iterable[str]) -> dict[str, by
     try:
         with tarfile.open(source, "r:*") as tar:
             for member in tar:
+                parts = member.name.replace("\\", "/").split("/")
+                if member.name.startswith(("/", "\\")) or ".." in parts:
+                    raise format_error(source, "CIFAR archive", f"the entry {member.name!r} points outside "
+                                                                "the folder")
                 key = next((k for k in wanted if member.name == k or member.name.endswith("/" + k)), None)
                 if key is None or wanted[key] in out:
                     continue
@@ -111,7 +117,7 @@ def read_members(source: str, folder: str, names: Iterable[str]) -> dict[str, by
                     raise format_error(source, "CIFAR archive", f"{member.name} declares {member.size} "
                                                                 "bytes, larger than any CIFAR batch")
                 out[wanted[key]] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise format_error(source, "CIFAR archive (.tar.gz)", f"it cannot be read ({e})") from e
     missing = [k for k, name in wanted.items() if name not in out]
     if missing:

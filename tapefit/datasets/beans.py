@@ -4,7 +4,8 @@ Downloads the three zips TensorFlow Datasets uses (Makerere AI Lab, MIT license)
 each into ``train/``, ``validation/`` and ``test/``, one sub-folder per class, ready for
 :func:`tapefit.utils.image_dataset_from_directory`. Extraction is safe (absolute paths, ``..``
 and links are refused, sizes are bounded) and all-or-nothing: a split is unpacked into a
-temporary folder that is renamed into place only when complete.
+temporary folder whose files are fsynced before it is renamed into place, so a crash leaves no
+split folder or a complete one.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from typing import NamedTuple
 
+from .._atomic import rename_tree
 from . import _download
 from ._validate import format_error
 
@@ -100,7 +103,8 @@ def extract_zip(archive: str, destination: str) -> None:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     with zf.open(info) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as e:
+        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+                RuntimeError) as e:
             raise format_error(archive, "zip archive", f"it cannot be read ({e})") from e
         top = tmp
         while True:
@@ -110,7 +114,7 @@ def extract_zip(archive: str, destination: str) -> None:
             else:
                 break
         try:
-            os.rename(top, destination)
+            rename_tree(top, destination)
         except OSError:
             if not _nonempty_dir(destination):  # else another process finished first: keep theirs
                 raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def read_idx(path: str) -> np.ndarray:
             if size > _MAX_IDX_BYTES:
                 raise format_error(path, _WHAT, f"the header declares shape {shape}, too large")
             data = f.read(size + 1)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise format_error(path, _WHAT, f"it cannot be read ({e})") from e
     if len(data) != size:
         raise format_error(path, _WHAT, f"the header declares shape {shape} ({size} bytes) but the file "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def read_npz(path: str) -> tuple[Split, Split]:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {key: f[key] for key in _KEYS}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error, NotImplementedError) as e:
         raise format_error(path, _WHAT, f"it cannot be read ({e})") from e
     for split in ("train", "test"):
         check_split(arrays[f"x_{split}"], arrays[f"y_{split}"], (28, 28), 10, path, _WHAT, split)

@@ -52,7 +52,7 @@ def _unknown(name: str) -> ValueError:
     return ValueError(
         f"Unknown loss {name!r}.{hint} Pass a loss name such as 'sparse_categorical_crossentropy' or 'mse', "
         "a tapefit.losses.Loss, or a callable loss_fn(y_true, y_pred); custom losses loaded from a config "
-        "must be registered or passed in custom_objects."
+        "must be registered with @tapefit.saving.register_serializable() or passed in custom_objects=."
     )
 
 

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -186,36 +185,66 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _registry() -> Any:
+    from ..saving import registry
+
+    return registry
+
+
+def _function_table() -> dict[str, Callable[..., Any]]:
+    """The functions a config may name: the metric functions and tapefit's own loss functions
+    (``compile(metrics=[tapefit.losses.mean_squared_error])`` saves one), by name, never by module."""
+    from ..losses import serialization as loss_serialization
+
+    return {**loss_serialization._FUNCTIONS, **_FUNCTIONS}
+
+
 def serialize(metric: Metric | Callable[..., Any]) -> dict[str, Any]:
     """A JSON-able description of a metric instance (class name and config) or a metric function.
+
+    Custom classes and functions are saved under their registered name (see
+    ``tapefit.saving.register_serializable``) when they have one, else under their own name, to be
+    passed back in ``custom_objects``.
 
     Example:
         >>> serialize(Precision(thresholds=0.7, name="p"))["config"]["thresholds"]
         0.7
     """
     if isinstance(metric, Metric):
+        cls = type(metric)
+        builtin = ALL_OBJECTS_DICT.get(cls.__name__) is cls
         return {
             "module": "tapefit.metrics",
-            "class_name": type(metric).__name__,
+            "class_name": cls.__name__,
             "config": metric.get_config(),
-            "registered_name": None if type(metric).__name__ in ALL_OBJECTS_DICT else type(metric).__name__,
+            "registered_name": None if builtin else _saved_name(cls),
         }
     name = getattr(metric, "__name__", None)
     if name is None or not callable(metric):
         raise ValueError(f"Cannot serialize {metric!r}: expected a Metric instance or a named function.")
+    saved = name if _function_table().get(name) is metric else _saved_name(metric)
     return {
         "module": getattr(metric, "__module__", None),
         "class_name": "function",
-        "config": name,
-        "registered_name": name,
+        "config": saved,
+        "registered_name": saved,
     }
+
+
+def _saved_name(obj: Any) -> str:
+    try:
+        return _registry().registered_name(obj)
+    except ValueError:
+        return obj.__name__  # found again only through custom_objects
 
 
 def deserialize(config: dict[str, Any] | str, custom_objects: dict[str, Any] | None = None) -> Any:
     """Rebuild a metric (or metric function) from :func:`serialize`'s output or a plain name.
 
-    ``custom_objects`` maps names to your own classes and functions; it also reaches nested
-    configs (the ``fn`` of a ``MeanMetricWrapper``).
+    Names resolve only from tapefit's own metrics and metric/loss functions, ``custom_objects``
+    and the objects registered with ``tapefit.saving.register_serializable``; the ``module`` a
+    config names is never imported. ``custom_objects`` also reaches nested configs (the ``fn``
+    of a ``MeanMetricWrapper``).
     """
     custom_objects = {**(_custom_objects.get() or {}), **(custom_objects or {})}
     token = _custom_objects.set(custom_objects)
@@ -235,6 +264,8 @@ def _deserialize(config: dict[str, Any] | str, custom_objects: dict[str, Any]) -
         )
     class_name, inner = config["class_name"], config.get("config", {})
     if class_name == "function":
+        if not isinstance(inner, str):
+            raise ValueError(f"A serialized metric function needs its name under 'config', not {inner!r}.")
         return _lookup_function(inner, config.get("module"), custom_objects)
     cls = _lookup(config.get("registered_name") or class_name, custom_objects)
     if not (inspect.isclass(cls) and issubclass(cls, Metric)):
@@ -243,17 +274,17 @@ def _deserialize(config: dict[str, Any] | str, custom_objects: dict[str, Any]) -
 
 
 def _lookup_function(name: str, module: str | None, custom_objects: dict[str, Any]) -> Callable[..., Any]:
-    if name in custom_objects:
-        return custom_objects[name]
-    if name in _FUNCTIONS:
-        return _FUNCTIONS[name]
-    if module and (module == "tapefit" or module.startswith("tapefit.")):
-        fn = getattr(importlib.import_module(module), name, None)
-        if callable(fn):
-            return fn
+    """A function from custom_objects, tapefit's table or the registry; ``module`` is only quoted."""
+    fn = custom_objects.get(name) or _function_table().get(name) or _registry().get_registered_object(name)
+    if fn is not None and callable(fn) and not inspect.isclass(fn):
+        return fn
+    short = name.rsplit(">", 1)[-1].rsplit(".", 1)[-1]
+    where = f"{module}.{name}" if module else name
     raise ValueError(
-        f"Cannot deserialize the metric function {name!r} (module {module!r}): pass it in "
-        f"custom_objects={{{name!r}: {name}}}."
+        f"Unknown metric function {where!r} in a saved config: only tapefit's own metric and loss "
+        "functions, functions registered with @tapefit.saving.register_serializable() and those passed "
+        f"in custom_objects={{{name!r}: {short}}} can be loaded (the module a file names is never "
+        "imported, with safe_mode=False too)."
     )
 
 
@@ -264,8 +295,14 @@ def _lookup(name: str, custom_objects: dict[str, Any]) -> Any:
         return ALL_OBJECTS_DICT[name]
     if name in _FUNCTIONS:
         return _FUNCTIONS[name]
+    registered = _registry().get_registered_object(name)
+    if registered is not None:
+        return registered
     known = sorted(set(ALL_OBJECTS_DICT) | set(custom_objects))
-    raise unknown_name_error("metric", name, known)
+    raise ValueError(
+        f"{unknown_name_error('metric', name, known)} A custom metric must be registered with "
+        "@tapefit.saving.register_serializable() or passed in custom_objects= to be loaded."
+    )
 
 
 def get(identifier: Any) -> Metric | None:

@@ -46,8 +46,17 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
         "module": "tapefit.optimizers",
         "class_name": type(optimizer).__name__,
         "config": optimizer.get_config(),
-        "registered_name": type(optimizer).__name__,
+        "registered_name": _saved_name(type(optimizer)),
     }
+
+
+def _saved_name(cls: type) -> str:
+    from ..saving.registry import registered_name
+
+    try:
+        return registered_name(cls)
+    except ValueError:
+        return cls.__name__
 
 
 def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Optimizer:
@@ -70,8 +79,22 @@ def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = 
 
         cls = LossScaleOptimizer
     if cls is None:
-        raise unknown_name_error("optimizer", str(name), sorted(ALL_OBJECTS_DICT) + list(custom))
+        cls = _registered(config.get("registered_name") or name, Optimizer)
+    if cls is None:
+        error = unknown_name_error("optimizer", str(name), sorted(ALL_OBJECTS_DICT) + list(custom))
+        raise ValueError(
+            f"{error} A custom optimizer must be registered with @tapefit.saving.register_serializable() "
+            "or passed in custom_objects= to be loaded."
+        )
     return cls.from_config(dict(config.get("config", {})), custom_objects=custom_objects)
+
+
+def _registered(name: Any, base: type) -> Any:
+    """A user-registered subclass of ``base`` named ``name`` (the allowlist), else None."""
+    from ..saving.registry import get_registered_object
+
+    obj = get_registered_object(name) if isinstance(name, str) else None
+    return obj if isinstance(obj, type) and issubclass(obj, base) else None
 
 
 def _is_wrapper(obj: Any) -> bool:

@@ -354,8 +354,17 @@ def serialize(learning_rate_schedule: LearningRateSchedule) -> dict[str, Any]:
         "module": "tapefit.optimizers.schedules",
         "class_name": learning_rate_schedule.__class__.__name__,
         "config": learning_rate_schedule.get_config(),
-        "registered_name": None,
+        "registered_name": _registered_name(learning_rate_schedule.__class__),
     }
+
+
+def _registered_name(cls: type) -> str | None:
+    from ..saving.registry import registered_name
+
+    try:
+        return registered_name(cls)
+    except ValueError:
+        return None
 
 
 def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> LearningRateSchedule:
@@ -371,6 +380,15 @@ def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = 
     name = config["class_name"]
     known = {**_BUILTINS, **(custom_objects or {})}
     cls = known.get(name)
+    if cls is None and isinstance(config.get("registered_name") or name, str):
+        from ..saving.registry import get_registered_object
+
+        found = get_registered_object(config.get("registered_name") or name)
+        cls = found if isinstance(found, type) and issubclass(found, LearningRateSchedule) else None
     if cls is None:
-        raise unknown_name_error("learning rate schedule", str(name), list(known))
+        error = unknown_name_error("learning rate schedule", str(name), list(known))
+        raise ValueError(
+            f"{error} A custom schedule must be registered with @tapefit.saving.register_serializable() "
+            "or passed in custom_objects= to be loaded."
+        )
     return cls.from_config(dict(config.get("config", {})))

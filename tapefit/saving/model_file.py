@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import warnings
 import zipfile
+import zlib
 from typing import Any
 
 import torch
@@ -25,6 +27,21 @@ __all__ = ["save_model", "load_model"]
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 MAX_MEMBER_BYTES = 64 * 1024 * 1024 * 1024
+# What a damaged or crafted zip raises while its directory or a member is read (a flipped byte,
+# a false CRC or size, a broken deflate stream, an encrypted member).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,
+)
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_CHUNK = 1 << 20
 
 
 def _compile_config(model: Any) -> dict[str, Any] | None:
@@ -108,6 +125,11 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
+    """One member's bytes, refused before decompression when it declares more than ``limit``.
+
+    zipfile never yields more than the size a member declares, and checks its CRC at the end, so a
+    deflate bomb that lies about its size fails the check after at most ``limit`` bytes.
+    """
     try:
         info = zf.getinfo(name)
     except KeyError:
@@ -116,11 +138,34 @@ def _read_member(zf: zipfile.ZipFile, name: str, limit: int, where: str) -> byte
         raise ValueError(
             f"{where}: {name} declares {info.file_size} bytes, over the limit of {limit}; refusing it."
         )
-    with zf.open(info) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{where}: {name} decompresses to more than {limit} bytes; refusing it.")
+    if info.compress_type not in _COMPRESSIONS:
+        raise ValueError(
+            f"{where}: {name} uses zip compression method {info.compress_type}; tapefit model files are "
+            "stored or deflated only. Re-save the model with model.save()."
+        )
+    try:
+        with zf.open(info) as f:
+            data = _read_exactly(f, info.file_size)
+            extra = f.read(1)
+    except _ZIP_ERRORS as e:
+        raise ValueError(
+            f"{where}: {name} is corrupted or truncated ({type(e).__name__}: {e}); nothing was loaded."
+        ) from e
+    if len(data) != info.file_size or extra:
+        raise ValueError(
+            f"{where}: {name} holds {len(data)} bytes but declares {info.file_size}; the file is corrupted "
+            "or truncated, nothing was loaded."
+        )
     return data
+
+
+def _read_exactly(f: Any, size: int) -> bytes:
+    """Up to ``size`` bytes in 1 MiB chunks: the peak stays near ``size`` (one read would hold the
+    inflated block and its copy at once)."""
+    buf = io.BytesIO()
+    while buf.tell() < size and (chunk := f.read(min(_CHUNK, size - buf.tell()))):
+        buf.write(chunk)
+    return buf.getvalue()
 
 
 def load_model(
@@ -140,13 +185,13 @@ def load_model(
         raise FileNotFoundError(f"No model file at {filepath}.")
     try:
         zf = zipfile.ZipFile(filepath)
-    except zipfile.BadZipFile as e:
+    except _ZIP_ERRORS as e:
         raise ValueError(f"{filepath}: not a tapefit model file, or it is corrupted/truncated ({e}).") from e
     limit = max(MAX_CONFIG_BYTES, os.path.getsize(filepath) * 2)
     with zf:
         try:
             config = json.loads(_read_member(zf, "config.json", MAX_CONFIG_BYTES, filepath))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{filepath}: config.json is not valid JSON ({e}).") from e
         weights_blob = _read_member(zf, "model.weights.safetensors", min(limit, MAX_MEMBER_BYTES), filepath)
         opt_blob = (
@@ -162,7 +207,7 @@ def load_model(
     _build_for_state(model, state, filepath)
     apply_state(model, state, filepath)
     if compile and config.get("compile"):
-        _restore_compile(model, config["compile"], opt_blob, filepath)
+        _restore_compile(model, config["compile"], opt_blob, filepath, custom_objects)
     return model
 
 
@@ -174,20 +219,24 @@ def _build_for_state(model: Any, state: dict[str, torch.Tensor], where: str) -> 
         )
 
 
-def _restore_compile(model: Any, cfg: dict[str, Any], opt_blob: bytes | None, where: str) -> None:
+def _restore_compile(
+    model: Any, cfg: dict[str, Any], opt_blob: bytes | None, where: str, custom_objects: dict[str, Any] | None
+) -> None:
     from .. import losses, metrics, optimizers
 
     def de(obj: Any, module: Any) -> Any:
         if isinstance(obj, dict) and "class_name" in obj:
-            return module.deserialize(obj)
+            return module.deserialize(obj, custom_objects=custom_objects)
         if isinstance(obj, list):
             return [de(o, module) for o in obj]
         if isinstance(obj, dict):
             return {k: de(v, module) for k, v in obj.items()}
         return obj
 
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("optimizer"), dict):
+        raise ValueError(f"{where}: the saved compile arguments have no optimizer config.")
     model.compile(
-        optimizer=optimizers.deserialize(cfg["optimizer"]),
+        optimizer=optimizers.deserialize(cfg["optimizer"], custom_objects=custom_objects),
         loss=de(cfg.get("loss"), losses),
         loss_weights=cfg.get("loss_weights"),
         metrics=de(cfg.get("metrics"), metrics),

@@ -21,6 +21,7 @@ __all__ = [
     "get_registered_object",
     "get_registered_name",
     "resolve",
+    "resolve_subclass",
     "registered_name",
     "serialize_custom",
     "register_builtin",
@@ -82,9 +83,19 @@ def resolve(name: str, custom_objects: dict[str, Any] | None = None) -> Any:
     obj = get_registered_object(name, custom_objects)
     if obj is None:
         raise ValueError(
-            f"Unknown object {name!r} in a saved config: only tapefit's own classes and classes registered "
-            "with @tapefit.saving.register_serializable (or passed in custom_objects=) can be loaded."
+            f"Unknown object {name!r} in a saved config: only tapefit's own classes and the classes and "
+            "functions you registered with @tapefit.saving.register_serializable() (or passed in "
+            "custom_objects=) can be loaded. Register it before loading if it is yours; with "
+            "safe_mode=False too, nothing outside that allowlist is ever imported or called."
         )
+    return obj
+
+
+def resolve_subclass(name: str, base: type, what: str, custom_objects: dict[str, Any] | None = None) -> type:
+    """:func:`resolve`, and check that ``name`` is a subclass of ``base`` (``what`` names it in errors)."""
+    obj = resolve(name, custom_objects)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise ValueError(f"{name!r} in a saved config is not {what}; refusing to build it from the config.")
     return obj
 
 

@@ -7,6 +7,7 @@ calling the layers on symbolic inputs again, in order.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from . import registry
@@ -21,7 +22,9 @@ __all__ = [
 ]
 
 _builtins_loaded = False
-_safe_mode = [True]  # set for the duration of one load by load_model; never read from a file
+# Set for the duration of one load by load_model's argument; never read from a file. A context
+# variable, so a load in one thread cannot switch safe mode off for a load in another.
+_safe_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("tapefit_safe_mode", default=True)
 
 
 class safe_mode_scope:
@@ -31,11 +34,10 @@ class safe_mode_scope:
         self.value = bool(value)
 
     def __enter__(self) -> None:
-        self._saved = _safe_mode[0]
-        _safe_mode[0] = self.value
+        self._token = _safe_mode.set(self.value)
 
     def __exit__(self, *exc: Any) -> None:
-        _safe_mode[0] = self._saved
+        _safe_mode.reset(self._token)
 
 
 def _load_builtins() -> None:
@@ -76,26 +78,37 @@ def deserialize_layer(
     config: dict[str, Any], custom_objects: dict[str, Any] | None = None, safe_mode: bool | None = None
 ) -> Any:
     _load_builtins()
-    safe_mode = _safe_mode[0] if safe_mode is None else safe_mode
+    safe_mode = _safe_mode.get() if safe_mode is None else safe_mode
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"Not a layer config: {str(config)[:200]}")
     name = config["class_name"]
     if safe_mode and name == "Lambda":
-        raise SafeModeError(
-            "The file contains a Lambda layer, which runs arbitrary code; it is refused because "
-            "safe_mode=True. If you trust the file, load it with safe_mode=False."
-        )
+        raise _lambda_refused(name)
     cls = registry.resolve(name, custom_objects)
     if not isinstance(cls, type):
         raise ValueError(f"{name!r} in the saved config is not a layer class.")
+    from ..layers.core import Lambda
     from ..layers.layer import Layer
 
     if not issubclass(cls, Layer):
         raise ValueError(f"{name!r} in the saved config is not a tapefit layer.")
+    if safe_mode and issubclass(cls, Lambda):
+        raise _lambda_refused(name)
+    if not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"The saved config of {name!r} is not a dict: {str(config.get('config'))[:200]}")
     inner = dict(config.get("config", {}))
     if hasattr(cls, "from_config") and "custom_objects" in cls.from_config.__code__.co_varnames:
         return cls.from_config(inner, custom_objects=custom_objects)
     return cls.from_config(inner)
+
+
+def _lambda_refused(name: str) -> SafeModeError:
+    return SafeModeError(
+        f"The file contains a Lambda layer ({name!r}), which runs arbitrary code; it is refused because "
+        "safe_mode=True. If you trust the file as you would trust its author's code, load it with "
+        "load_model(..., safe_mode=False); its functions must still be registered with "
+        "@tapefit.saving.register_serializable()."
+    )
 
 
 def _tensor_ref(t: Any, node_index: dict[int, int]) -> list[Any]:

@@ -42,26 +42,36 @@ def state_to_safetensors(state: dict[str, torch.Tensor], metadata: dict[str, str
     return save(unique, metadata=meta or None)  # safetensors writes invalid JSON for ({}, {})
 
 
+def _check_header_length(header_len: int, size: int, where: str) -> None:
+    if header_len > MAX_HEADER_BYTES or header_len > size - 8:
+        raise ValueError(
+            f"{where}: corrupt or truncated safetensors file (its header claims {header_len} bytes, the file "
+            f"has {size}; headers are capped at {MAX_HEADER_BYTES}). Nothing was loaded."
+        )
+
+
 def safetensors_to_state(blob: bytes, where: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Parse safetensors bytes; errors name ``where`` (the file)."""
-    from safetensors import safe_open  # noqa: F401  (ensures the package is present)
     from safetensors.torch import load
 
     if len(blob) < 8:
         raise ValueError(f"{where}: not a safetensors file (only {len(blob)} bytes).")
     header_len = int.from_bytes(blob[:8], "little")
-    if header_len > MAX_HEADER_BYTES or header_len > len(blob) - 8:
-        raise ValueError(
-            f"{where}: corrupt or truncated safetensors file (header of {header_len} bytes in a file of "
-            f"{len(blob)})."
-        )
+    _check_header_length(header_len, len(blob), where)
     try:
         header = json.loads(blob[8 : 8 + header_len])
+        if not isinstance(header, dict):
+            raise ValueError(f"the header is a {type(header).__name__}, not a JSON object")
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("__metadata__ is not a JSON object")
+        aliases = json.loads(meta.get("tapefit_aliases", "{}"))
+        if not isinstance(aliases, dict):
+            raise ValueError("tapefit_aliases is not a JSON object")
         state = load(blob)
     except Exception as e:  # safetensors raises its own error types
         raise ValueError(f"{where}: corrupt or truncated safetensors file: {e}") from e
-    meta = header.get("__metadata__", {}) or {}
-    for alias, target in json.loads(meta.get("tapefit_aliases", "{}")).items():
+    for alias, target in aliases.items():
         if target in state:
             state[alias] = state[target]
     return state, meta
@@ -142,7 +152,12 @@ def read_state_file(filepath: str) -> dict[str, torch.Tensor]:
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No weights file at {filepath}.")
     if filepath.endswith(".safetensors"):
+        size = os.path.getsize(filepath)
         with open(filepath, "rb") as f:
+            head = f.read(8)
+            if len(head) == 8:  # refuse a lying header before reading the body
+                _check_header_length(int.from_bytes(head, "little"), size, filepath)
+            f.seek(0)
             return safetensors_to_state(f.read(), filepath)[0]
     if filepath.endswith(_TORCH_SUFFIXES):
         try:

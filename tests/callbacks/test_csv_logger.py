@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 
+import numpy as np
 import pytest
 
+import tapefit
 from tapefit.callbacks import CSVLogger
 
 
@@ -101,3 +104,57 @@ def test_rows_match_keras(tmp_path):
             cb.on_epoch_end(epoch, dict(logs))
         cb.on_train_end()
     assert _rows(tmp_path / "ours.csv", "\t") == _rows(tmp_path / "keras.csv", "\t")
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+
+@pytest.mark.parametrize("where", ["fsync", "write"])
+def test_a_full_disk_is_reported_with_the_path_and_stops_training(tmp_path, monkeypatch, where):
+    path = tmp_path / "log.csv"
+    model = tapefit.Sequential([tapefit.Input((2,)), tapefit.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(path)])
+    before = path.read_text()
+    if where == "fsync":
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full)
+    else:
+        real_fdopen = os.fdopen
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: _FullDisk(real_fdopen(*a, **k)))
+    seen = []
+
+    class Count(tapefit.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(epoch)
+
+    with pytest.raises(OSError) as info:
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[CSVLogger(path, append=True), Count()])
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert f"could not save to {path}" in message and "No space left on device" in message
+    assert "Training stops here rather than going on without" in message
+    assert seen == [0]  # no epoch ran after the failed write
+    monkeypatch.undo()
+    assert path.read_text() == before
+    assert os.listdir(tmp_path) == ["log.csv"]

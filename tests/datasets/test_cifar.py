@@ -193,3 +193,44 @@ def test_full_size_cifar10_loads_in_seconds(home):
     assert x.shape == (50000, 32, 32, 3) and xt.shape == (10000, 32, 32, 3)
     np.testing.assert_array_equal(x[10001], data[1].reshape(3, 32, 32).transpose(1, 2, 0))
     assert y[10001, 0] == 1
+
+
+@pytest.mark.parametrize("evil", ["../cifar-10-batches-py/data_batch_1", "/cifar-10-batches-py/data_batch_1",
+                                  "x/../../cifar-10-batches-py/data_batch_1", "notes/../../../escaped.txt"])
+def test_archive_entries_pointing_outside_are_refused(home, evil):
+    blobs, _, _ = cifar10_batches()
+    path = home / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in [(evil, blobs["data_batch_1"]), *((f"cifar-10-batches-py/{n}", b)
+                                                            for n, b in blobs.items())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(DatasetFormatError, match=f"cifar-10-python.tar.gz .*{evil!r} points outside"):
+        cifar10.load_data()
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_archive_links_are_refused(home, kind):
+    blobs, _, _ = cifar10_batches()
+    path = home / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        link = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        link.type, link.linkname = kind, "/etc/passwd"
+        tar.addfile(link)
+        for name, blob in blobs.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(DatasetFormatError, match="data_batch_1 is not a regular file"):
+        cifar10.load_data()
+
+
+def test_cifar100_crafted_pickle_is_refused_and_never_runs(home, tmp_path):
+    marker = tmp_path / "pwned"
+    blobs, _ = cifar100_python()
+    blobs["train"] = py2_pickle({b"data": _Exploit(marker), b"fine_labels": [], b"coarse_labels": []})
+    write_folder(home / "cifar-100-python", blobs)
+    with pytest.raises(pickle.UnpicklingError, match=r"cifar-100-python:train: Refusing .*system"):
+        cifar100.load_data()
+    assert not marker.exists()
