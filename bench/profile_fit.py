@@ -1,16 +1,20 @@
 """Where tapefit's ``fit()`` spends time beyond the hand-written loop, on workload 1 (the MLP, batch 32).
 
-Four views, each printed as a table in µs per training step (process CPU time, which waiting
+Views, each printed as a table in µs per training step (process CPU time, which waiting
 for a core on a shared machine does not inflate; torch runs on one thread):
 
 - ``waterfall``: the hand-written step, then the same step with one tapefit piece swapped in at a
   time (its forward, its loss, its optimizer, its metrics, then ``train_step``, then ``fit()``),
   over the same distinct batches: each increment is what that piece costs in context;
+- ``eval-waterfall``: the same for an evaluation step (forward, loss, metrics under ``no_grad``),
+  each piece swapped in alone, then ``test_step`` and ``evaluate()``;
 - ``parts``: every piece of a step timed alone (median of interleaved repeats), tapefit's next to
   the hand-written loop's equivalent, so their difference is that piece's overhead;
 - ``cprofile``: ``fit()`` and the hand loop under cProfile, own time per function (cProfile adds
   its own cost per Python call, so use it to find functions, ``parts`` to size them);
-- ``ops``: ``torch.profiler`` over training steps: aten ops launched per step and their CPU time.
+- ``ops``: ``torch.profiler`` over training steps: aten ops launched per step and their CPU time;
+- ``split``: ``fit()`` with the ``TimeSplit`` callback, as a user sees it (ms per step of compute,
+  input pipeline and tapefit's overhead, wall time).
 
     python -m bench.profile_fit                 # all four
     python -m bench.profile_fit --what parts --steps 400
@@ -316,6 +320,53 @@ def waterfall(steps: int, repeats: int = 7) -> list[tuple[str, float]]:
     return [(name, us / len(batches)) for name, us in timed.items()]
 
 
+def eval_waterfall(steps: int, repeats: int = 7) -> list[tuple[str, float]]:
+    """(variant, µs per batch) for the hand-written evaluation step with one tapefit piece swapped in
+    at a time (each increment is that piece's cost in context), then tapefit's test_step and evaluate()."""
+    s = _Setup(steps)
+    m, twin = s.model, s.twin
+    batches = [(s.x[i : i + BATCH], s.y[i : i + BATCH]) for i in range(0, len(s.x), BATCH)]
+    sums = {"loss": torch.zeros(()), "correct": torch.zeros((), dtype=torch.int64)}
+
+    def step(forward: str, loss_fn: str, metrics: str) -> Callable[[], None]:
+        net = twin if forward == "torch" else (lambda x: m(x, training=False))
+
+        def epoch() -> None:
+            with torch.no_grad():
+                for xb, yb in batches:
+                    out = net(xb)
+                    if loss_fn == "torch":
+                        loss = F.cross_entropy(out, yb)
+                    else:
+                        loss = m.compute_loss(y=yb, y_pred=out)
+                    if metrics == "torch":
+                        sums["loss"] += loss * BATCH
+                        sums["correct"] += (out.argmax(1) == yb).sum()
+                    else:
+                        m._loss_tracker.update_state(loss, sample_weight=BATCH)
+                        m._compile_metrics.update_state(yb, out, None)
+
+        return epoch
+
+    def test_steps() -> None:
+        with torch.no_grad():
+            for batch in batches:
+                m.test_step(batch)
+
+    variants = {
+        "hand-written evaluation step (twin module, F.cross_entropy, on-device sums)": step(
+            "torch", "torch", "torch"
+        ),
+        "  with the tapefit model forward": step("tapefit", "torch", "torch"),
+        "  with tapefit compute_loss": step("torch", "tapefit", "torch"),
+        "  with the loss tracker and compiled metrics": step("torch", "torch", "tapefit"),
+        "= tapefit test_step": test_steps,
+        "= tapefit evaluate()": lambda: m.evaluate(s.x, s.y, batch_size=BATCH, verbose=0),
+    }
+    timed = _per_call_us(variants, calls=1, repeats=repeats)
+    return [(name, us / len(batches)) for name, us in timed.items()]
+
+
 def cprofile(steps: int, top: int = 25) -> str:
     """cProfile's own CPU time per function, in µs per training step, for fit() and the hand loop."""
     s = _Setup(steps)
@@ -368,6 +419,23 @@ def ops(steps: int = 50, top: int = 15) -> str:
     return "\n".join(out)
 
 
+def split(steps: int, epochs: int = 3) -> str:
+    """fit() with ``tapefit.callbacks.TimeSplit``: the user's view of compute, input pipeline and overhead."""
+    from tapefit.callbacks import TimeSplit
+
+    s = _Setup(steps)
+    timer = TimeSplit(verbose=0)
+    s.model.fit(s.x, s.y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
+    out = [f"{'epoch':>5} {'step':>8} {'compute':>8} {'pipeline':>8} {'overhead':>8}  (ms/step, wall time)"]
+    h = timer.history
+    for i in range(epochs):
+        out.append(
+            f"{i + 1:5d} {h['step_ms'][i]:8.3f} {h['compute_ms'][i]:8.3f} {h['pipeline_ms'][i]:8.3f} "
+            f"{h['overhead_ms'][i]:8.3f}"
+        )
+    return "\n".join(out)
+
+
 def _spin(label: str, steps: int, seconds: float) -> None:
     """Run fit() or the hand loop for ``seconds``; print CPU µs per step (py-spy's target)."""
     s = _Setup(steps)
@@ -384,8 +452,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_fit", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--what",
-        default="waterfall,parts,cprofile,ops,pyspy",
-        help="waterfall, parts, cprofile, ops, pyspy, fit-only, hand-only",
+        default="waterfall,eval-waterfall,parts,cprofile,ops,pyspy,split",
+        help="waterfall, eval-waterfall, parts, cprofile, ops, pyspy, split, fit-only, hand-only",
     )
     parser.add_argument("--steps", type=int, default=300, help="steps per epoch")
     parser.add_argument("--threads", type=int, default=1)
@@ -410,6 +478,12 @@ def main(argv: list[str] | None = None) -> None:
             inc = "" if previous is None or name.startswith("=") else f"{us - previous:+9.1f}"
             print(f"{us:9.1f} {inc:>9}  {name}")
             previous = us if not name.startswith("=") else previous
+    if "eval-waterfall" in what:
+        print("\nµs per batch, tapefit pieces swapped into the hand-written evaluation step one at a time:")
+        print(f"{'µs/batch':>9} {'vs hand':>9}  variant")
+        rows = eval_waterfall(args.steps)
+        for name, us in rows:
+            print(f"{us:9.1f} {us - rows[0][1]:+9.1f}  {name}")
     if "parts" in what:
         print("\nµs per step, each piece alone (median of interleaved repeats):")
         print(f"{'tapefit':>9} {'hand':>9} {'extra':>9}  piece")
@@ -422,6 +496,9 @@ def main(argv: list[str] | None = None) -> None:
         print(ops())
     if "pyspy" in what:
         print(pyspy(args.steps, args.seconds))
+    if "split" in what:
+        print("\nfit() with tapefit.callbacks.TimeSplit:")
+        print(split(args.steps))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from .progbar_logger import ProgbarLogger
 from .reduce_lr_on_plateau import ReduceLROnPlateau
 from .tensorboard import TensorBoard
 from .terminate_on_nan import TerminateOnNaN
+from .time_split import TimeSplit
 
 __all__ = [
     "BackupAndRestore",
@@ -28,4 +29,5 @@ __all__ = [
     "ReduceLROnPlateau",
     "TensorBoard",
     "TerminateOnNaN",
+    "TimeSplit",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 from .callback import Callback, _pythonify_logs
 from .history import History
 from .progbar_logger import ProgbarLogger
+from .time_split import TimeSplit
 
 __all__ = ["CallbackList"]
 
@@ -70,6 +71,7 @@ class CallbackList(Callback):
             False the loop may skip ``on_train_batch_begin/end`` entirely.
         needs_test_batch_hooks: The same for `evaluate` batches.
         needs_predict_batch_hooks: The same for `predict` batches.
+        time_split: The `TimeSplit` callback whose clocks ``fit`` runs its step loop with, or None.
 
     Example:
         >>> cbs = CallbackList([], add_history=True, verbose=0, epochs=1, steps=1)
@@ -108,12 +110,15 @@ class CallbackList(Callback):
         if self._progbar is None and add_progbar:
             self._progbar = ProgbarLogger()
             self.callbacks.append(self._progbar)
-        # Backups go after everything else, so that an epoch's backup holds the state every other
-        # callback (EarlyStopping's wait, the History) reached at the end of that epoch.
+        # Time splits print after the progress bar's epoch line. Backups go after everything else,
+        # so that an epoch's backup holds the state every other callback (EarlyStopping's wait,
+        # the History) reached at the end of that epoch.
         from .backup_and_restore import BackupAndRestore
 
+        splits = [cb for cb in self.callbacks if isinstance(cb, TimeSplit)]
         backups = [cb for cb in self.callbacks if isinstance(cb, BackupAndRestore)]
-        self.callbacks = [cb for cb in self.callbacks if not isinstance(cb, BackupAndRestore)] + backups
+        rest = [cb for cb in self.callbacks if not isinstance(cb, (BackupAndRestore, TimeSplit))]
+        self.callbacks = rest + splits + backups
 
     def _refresh_flags(self) -> None:
         # Per batch hook, only the callbacks that act on it: a step pays for listeners only.
@@ -124,6 +129,9 @@ class CallbackList(Callback):
         }
         for kind, hooks in _BATCH_HOOKS.items():
             setattr(self, f"needs_{kind}_batch_hooks", any(self._listeners[hook] for hook in hooks))
+        # The callback that times fit's step loop (None: the loop runs untimed).
+        splits = [cb for cb in self.callbacks if isinstance(cb, TimeSplit)]
+        self.time_split: TimeSplit | None = splits[0] if splits else None
         # Callbacks other than the progress bar may keep the batch logs they are given, so they get
         # a plain dict each step; the progress bar reads lazily computed results when it draws.
         self.wants_batch_dicts = any(

@@ -28,6 +28,7 @@ from ..mixed_precision.policy import DTypePolicy
 
 __all__ = ["Layer"]
 
+
 def _symbolic() -> Any:
     """The functional-API module (imported late: it builds on this one)."""
     from . import symbolic
@@ -432,11 +433,13 @@ class Layer(nn.Module):
         training = kwargs.pop("training", None) if kwargs else None
         ctx = _call_context
         lean = self.__dict__.get("_lean_call")
-        if lean is not None and ctx[1] and not ctx[3] and _hookless(self):
-            # A built layer called inside another one, with nothing that needs the full path
-            # (hooks, a mixed-precision policy, torch.jit tracing): only the training flag to pass.
-            forward_is_call, accepts_training = lean
+        if lean is not None and not ctx[3] and _hookless(self):
+            # A built layer with nothing that needs the full path (hooks, a mixed-precision policy,
+            # torch.jit tracing): only the training flag to pass and, outermost, the inputs' device.
+            forward_is_call, accepts_training, policy = lean
             target = self.call if forward_is_call else self.forward
+            if not ctx[1]:
+                return self._lean_outer_call(target, accepts_training, policy, training, args, kwargs)
             if training is None or training is ctx[0]:
                 if accepts_training:
                     kwargs["training"] = bool(ctx[0])
@@ -477,8 +480,34 @@ class Layer(nn.Module):
         finally:
             ctx[0], ctx[1], ctx[2], ctx[3] = saved
 
+    def _lean_outer_call(
+        self,
+        target: Any,
+        accepts_training: bool,
+        policy: DTypePolicy | None,
+        training: Any,
+        args: tuple,
+        kwargs: dict,
+    ) -> Any:
+        """The outermost call on the lean path: inputs to the weights' device, last call's losses cleared."""
+        device = self._weight_device()
+        if not (len(args) == 1 and type(args[0]) is torch.Tensor and args[0].device == device):
+            args = _to_tensor(args, device)
+        self._clear_losses()
+        if accepts_training:
+            kwargs["training"] = bool(training)
+        ctx = _call_context
+        saved = ctx[0], ctx[2]
+        ctx[0], ctx[1] = training, 1
+        if policy is not None:
+            ctx[2] = policy
+        try:
+            return target(*args, **kwargs)
+        finally:
+            ctx[0], ctx[1], ctx[2] = saved[0], 0, saved[1]
+
     def _make_lean(self) -> None:
-        """Record that inner calls of this layer may skip the full path, when that holds."""
+        """Record that later calls of this layer may skip the full path, when that holds."""
         if (
             self.built
             and self._compiled_call_impl is None
@@ -486,7 +515,8 @@ class Layer(nn.Module):
             and (not self.autocast or not self._policy.is_mixed)
         ):
             cls = type(self)
-            self.__dict__["_lean_call"] = (cls.forward is Layer.forward, cls._call_has_training())
+            policy = self._policy if self.autocast else None  # None: the enclosing call's policy stays
+            self.__dict__["_lean_call"] = (cls.forward is Layer.forward, cls._call_has_training(), policy)
 
     def _call_with_policy(self, policy: DTypePolicy, outer: bool, args: tuple, kwargs: dict) -> Any:
         """Enter (or leave) the autocast region of a mixed-precision policy for this call."""

@@ -199,6 +199,7 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
         self._direction = "up"
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        # (The update_state wrapper has already put every tensor on the state's device.)
         if (
             sample_weight is None
             and isinstance(y_pred, torch.Tensor)
@@ -207,12 +208,12 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
             and y_true.dim() == 1
             and not y_true.is_floating_point()
             and y_true.shape[0] == y_pred.shape[0]
-            and y_true.device == y_pred.device == self._raw.total.device
             and self._torch_dtype.is_floating_point
         ):
             # The training-loop case (logits (N, C), integer labels (N,)): two kernels, same numbers.
-            self._raw.total.add_((y_pred.argmax(dim=-1) == y_true).sum())
-            self._raw.count.add_(self._raw._one, alpha=y_true.shape[0])
+            raw = self._raw
+            raw.total.add_((y_pred.argmax(dim=-1) == y_true).sum(dtype=raw.total.dtype))  # no mixed-dtype add
+            raw.count.add_(raw._one, alpha=y_true.shape[0])
             return
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
 

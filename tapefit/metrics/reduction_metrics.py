@@ -82,8 +82,7 @@ class Mean(Metric):
             isinstance(values, torch.Tensor)
             and values.dim() == 0
             and (sample_weight is None or type(sample_weight) in (int, float))
-            and self._torch_dtype.is_floating_point
-            and values.device == raw.total.device
+            and self._torch_dtype.is_floating_point  # (values is on the state's device: see _follows_device)
         ):
             # The loss tracker's case (a scalar loss, maybe weighted by the batch size): two in-place ops.
             weight = 1 if sample_weight is None else sample_weight

@@ -107,17 +107,24 @@ class GraphPlan:
         for i, node in enumerate(steps):
             free = [s for s, last in last_use.items() if last == i and s not in keep]
             out_slots = [slot[id(t)] for t in node.output_tensors]
-            self.plan.append((node, out_slots, free))
+            # The usual node, ``layer(one_tensor)``, reads its input straight from a slot.
+            single = (
+                slot[id(node.args[0])]
+                if len(node.args) == 1 and isinstance(node.args[0], KerasTensor) and not node.kwargs
+                else None
+            )
+            self.plan.append((node, out_slots, free, single))
 
     def run(self, flat_inputs: list[torch.Tensor]) -> Any:
         values: list[Any] = [None] * self.n_slots
         values[: len(flat_inputs)] = flat_inputs
         slot = self._slot
-        for node, out_slots, free in self.plan:
-            lookup = lambda t: values[slot[id(t)]] if isinstance(t, KerasTensor) else t  # noqa: E731
-            args = map_structure(lookup, node.args)
-            kwargs = map_structure(lookup, node.kwargs)
-            out = node.layer(*args, **kwargs)
+        for node, out_slots, free, single in self.plan:
+            if single is not None:
+                out = node.layer(values[single])
+            else:
+                lookup = lambda t: values[slot[id(t)]] if isinstance(t, KerasTensor) else t  # noqa: E731
+                out = node.layer(*map_structure(lookup, node.args), **map_structure(lookup, node.kwargs))
             if len(out_slots) == 1:
                 values[out_slots[0]] = out if isinstance(out, torch.Tensor) else _flatten_values(out)[0]
             else:

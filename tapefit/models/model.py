@@ -196,7 +196,13 @@ class Model(Trainer, Layer):
             and args
             and isinstance(args[0], (torch.Tensor, list, tuple, dict))
         ):
-            self._check_input_shapes(args[0] if len(args) == 1 else list(args))
+            if len(args) == 1 and type(args[0]) is torch.Tensor:
+                shape, checked = args[0].shape, self.__dict__.get("_checked_shape")
+                if checked is None or checked[0] is not self._graph or checked[1] != shape:
+                    self._check_input_shapes(args[0])  # once per graph and batch shape
+                    self.__dict__["_checked_shape"] = (self._graph, shape)
+            else:
+                self._check_input_shapes(args[0] if len(args) == 1 else list(args))
         return Layer.__call__(self, *args, **kwargs)
 
     def _check_input_shapes(self, inputs: Any) -> None:

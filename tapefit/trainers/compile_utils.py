@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
 from .. import losses as losses_lib
 from .. import metrics as metrics_lib
@@ -99,6 +100,8 @@ class CompileLoss:
         self._model_output_names = output_names or []
         self.built = False
         self.metrics: list[metrics_lib.Metric] = []
+        self._single: tuple[Any, float] | None = None
+        self._fused_sparse: torch.dtype | None = None
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         self.names = _output_names(y_pred, self._model_output_names)
@@ -118,11 +121,29 @@ class CompileLoss:
             self.metrics = [
                 metrics_lib.Mean(name=f"{n}_loss") for n, fn in zip(self.names, self.losses) if fn is not None
             ]
+        # One output with a loss: the step calls that loss directly (no per-output bookkeeping).
+        self._single = (
+            (self.losses[0], self.weights[0]) if len(self.names) == 1 and self.losses[0] is not None else None
+        )
+        # The dtype of a plain sparse cross-entropy's logits, when the single loss is one (else None).
+        self._fused_sparse = (
+            getattr(torch, self._single[0].dtype)
+            if self._single is not None and _is_plain_sparse_ce(self._single[0])
+            else None
+        )
         self.built = True
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor | None:
         if not self.built:
             self.build(y_true, y_pred)
+        if self._single is not None and isinstance(y_pred, torch.Tensor):
+            fn, weight = self._single
+            fused = self._fused_sparse
+            if fused is not None and sample_weight is None and _plain_sparse_batch(y_true, y_pred, fused):
+                value = _checked_cross_entropy(fn, y_true, y_pred)
+            else:
+                value = fn(y_true, y_pred, sample_weight=sample_weight)
+            return value if weight == 1.0 else value * weight
         preds = _flat(y_pred, self.names)
         trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
         sws = (
@@ -145,6 +166,54 @@ class CompileLoss:
             value = value * w if w != 1.0 else value
             total = value if total is None else total + value
         return total
+
+
+# A label no data holds: torch's cross-entropy then ignores none (its default, -100, would be skipped
+# silently where Keras reports an out-of-range label).
+_NO_IGNORED_LABEL = torch.iinfo(torch.int64).min
+
+
+def _is_plain_sparse_ce(loss: Any) -> bool:
+    """A built-in SparseCategoricalCrossentropy on logits, mean-reduced, with no ignored class."""
+    if type(loss) is not losses_lib.SparseCategoricalCrossentropy:
+        return False
+    config = loss.get_config()
+    return (
+        config.get("from_logits") is True
+        and config.get("ignore_class") is None
+        and config.get("axis") == -1
+        and loss.reduction in ("sum_over_batch_size", "mean")
+    )
+
+
+def _plain_sparse_batch(y_true: Any, y_pred: torch.Tensor, dtype: torch.dtype) -> bool:
+    """(N, C) logits and (N,) int64 labels on the CPU, outside torch.compile: the case where the
+    loss would read the labels on the host to check their range before its fused kernel."""
+    return (
+        y_pred.dim() == 2
+        and y_pred.is_cpu  # ``device.type`` would build a string: ten times the cost of this flag
+        and y_pred.dtype == dtype
+        and isinstance(y_true, torch.Tensor)
+        and y_true.is_cpu
+        and y_true.dtype == torch.int64
+        and y_true.dim() == 1
+        and y_true.shape[0] == y_pred.shape[0] > 0
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _checked_cross_entropy(loss: Any, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+    """The loss's own value (one fused kernel), with the label check left to the kernel.
+
+    On the CPU, torch's cross-entropy rejects every label outside ``[0, C)`` itself; reading the
+    labels' range on the host first, as the loss does, costs about a tenth of an MLP's evaluation
+    step. On a rejection the loss runs its own check, which raises Keras's message naming the label.
+    """
+    try:
+        return F.cross_entropy(y_pred, y_true, ignore_index=_NO_IGNORED_LABEL)
+    except (IndexError, RuntimeError):
+        loss(y_true, y_pred)
+        raise
 
 
 def _binary_or_sparse(y_true: Any, y_pred: torch.Tensor) -> tuple[bool, bool]:
@@ -175,7 +244,10 @@ def _resolve_metric(identifier: Any, y_true: Any, y_pred: torch.Tensor) -> metri
 
 
 class CompileMetrics(metrics_lib.Metric):
-    """All compiled metrics as one Metric whose ``result()`` is a dict, as in Keras 3."""
+    """All compiled metrics as one Metric whose ``result()`` is a dict, as in Keras 3.
+
+    Its ``update_state`` is not wrapped for devices and ``no_grad``: each metric it holds does that.
+    """
 
     def __init__(
         self, metrics: Any = None, weighted_metrics: Any = None, output_names: list[str] | None = None
@@ -189,6 +261,7 @@ class CompileMetrics(metrics_lib.Metric):
         self.built = False
         self.metrics: list[metrics_lib.Metric] = []
         self._plan: list[tuple[int, metrics_lib.Metric, bool]] = []
+        self._single_plan: list[tuple[metrics_lib.Metric, bool]] | None = None
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         names = _output_names(y_pred, self._model_output_names)
@@ -218,6 +291,7 @@ class CompileMetrics(metrics_lib.Metric):
                     self._plan.append((i, m, weighted))
                     self.metrics.append(m)
         self.names = names
+        self._single_plan = [(m, weighted) for _, m, weighted in self._plan] if not multi else None
         self.built = True
         deferred = self.__dict__.pop("_deferred_state", None)
         if deferred is not None:
@@ -226,6 +300,10 @@ class CompileMetrics(metrics_lib.Metric):
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         if not self.built:
             self.build(y_true, y_pred)
+        if self._single_plan is not None and isinstance(y_pred, torch.Tensor):
+            for m, weighted in self._single_plan:
+                m.update_state(y_true, y_pred, sample_weight=sample_weight if weighted else None)
+            return
         preds = _flat(y_pred, self.names)
         trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
         sws = (
@@ -235,6 +313,8 @@ class CompileMetrics(metrics_lib.Metric):
         )
         for i, m, weighted in self._plan:
             m.update_state(trues[i], preds[i], sample_weight=sws[i] if weighted else None)
+
+    update_state._tapefit_follows_device = True  # type: ignore[attr-defined]
 
     def result(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {m.name: m.result() for m in self.metrics}

@@ -113,6 +113,10 @@ class ArrayAdapter:
             cw = _class_weight_vector(class_weight, ys)
             sw = cw if sw is None else sw * cw
         self.data = to_device(pack_x_y_sample_weight(xs, ys, sw), device)
+        # The usual data, a tensor or a tuple of tensors, is batched without walking a structure.
+        self._flat = isinstance(self.data, torch.Tensor) or (
+            type(self.data) is tuple and all(isinstance(t, torch.Tensor) for t in self.data)
+        )
         self.device = device
         self.sharder: Any = None  # set by a distribution strategy: this rank's piece of each batch
 
@@ -134,10 +138,14 @@ class ArrayAdapter:
             return (map_leaves(lambda t, b=b: t[b * bs : (b + 1) * bs], self.data) for b in order)
         if self.shuffle:
             perm = torch.randperm(n, device=self.device)
+            if self._flat:
+                return _gathered(self.data, perm, range(skip * bs, n, bs), bs)
             return (
                 map_leaves(lambda t, idx=perm[i : i + bs]: t.index_select(0, idx), self.data)
                 for i in range(skip * bs, n, bs)
             )
+        if self._flat:
+            return _sliced(self.data, range(skip * bs, n, bs), bs)
         return (map_leaves(lambda t, i=i: t[i : i + bs], self.data) for i in range(skip * bs, n, bs))
 
     def _sharded_epoch(self, skip: int) -> Iterator[Any]:
@@ -178,6 +186,27 @@ class ArrayAdapter:
     def peek(self) -> Any:
         """The first batch in storage order, without touching any random state."""
         return map_leaves(lambda t: t[: self.batch_size], self.data)
+
+
+def _sliced(data: Any, starts: range, bs: int) -> Iterator[Any]:
+    """Consecutive batches of a tensor or a tuple of tensors (``ArrayAdapter._flat`` data)."""
+    if isinstance(data, torch.Tensor):
+        for i in starts:
+            yield data[i : i + bs]
+        return
+    for i in starts:
+        yield tuple([t[i : i + bs] for t in data])
+
+
+def _gathered(data: Any, perm: torch.Tensor, starts: range, bs: int) -> Iterator[Any]:
+    """Batches of a tensor or a tuple of tensors in the order ``perm``, one index gather per leaf."""
+    if isinstance(data, torch.Tensor):
+        for i in starts:
+            yield data.index_select(0, perm[i : i + bs])
+        return
+    for i in starts:
+        idx = perm[i : i + bs]
+        yield tuple([t.index_select(0, idx) for t in data])
 
 
 def _class_weight_vector(class_weight: dict, y: torch.Tensor) -> torch.Tensor:

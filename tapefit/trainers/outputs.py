@@ -11,7 +11,14 @@ import torch
 from ..utils.data_utils import unpack_x_y_sample_weight
 from .data_adapters import leaves
 
-__all__ = ["batch_size_of", "check_finite", "format_logs", "concat_tensors", "concat_to_numpy"]
+__all__ = [
+    "batch_size_of",
+    "check_finite",
+    "format_logs",
+    "concat_tensors",
+    "concat_to_numpy",
+    "group_outputs",
+]
 
 
 def batch_size_of(x: Any) -> int:
@@ -58,6 +65,17 @@ def concat_tensors(outputs: list[Any]) -> Any:
         f"predict_step returned {type(first).__name__}; a distributed predict() needs tensors (or "
         "lists/dicts of tensors) with one row per input row."
     )
+
+
+def group_outputs(outputs: list[Any]) -> Any:
+    """One execution's predictions for ``on_predict_batch_end``: its batches joined along the rows
+    (as Keras does with ``steps_per_execution``), or the batch's own output when it ran alone."""
+    if len(outputs) == 1:
+        return outputs[0]
+    try:
+        return concat_tensors(outputs)
+    except TypeError:
+        return list(outputs)  # outputs that are not tensors: the execution's per-batch list
 
 
 def concat_to_numpy(outputs: list[Any]) -> Any:

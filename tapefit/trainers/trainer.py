@@ -1,4 +1,4 @@
-"""``Trainer``: compile / fit / evaluate / predict and the overridable steps.
+"""``Trainer``: fit / evaluate / predict and the overridable steps (``compile`` is in ``compiling.py``).
 
 One step path: ``train_step`` / ``test_step`` / ``predict_step`` are plain methods that the loops
 call once per batch (forward, loss, backward, ``optimizer.apply``, metrics, as in Keras's torch
@@ -16,12 +16,10 @@ import torch
 
 from .. import distribute
 from .. import metrics as metrics_lib
-from .. import optimizers as optimizers_lib
 from ..callbacks import CallbackList
-from ..mixed_precision import LossScaleOptimizer
-from ..mixed_precision.policy import global_policy
 from ..utils.random import get_rng_state, set_rng_state
-from .compile_utils import CompiledLossShim, CompiledMetricsShim, CompileLoss, CompileMetrics
+from .compile_utils import CompileLoss, CompileMetrics
+from .compiling import CompileMixin
 from .data_adapters import (
     get_adapter,
     train_validation_split,
@@ -30,12 +28,19 @@ from .data_adapters import (
 from .epoch_iterator import EpochIterator
 from .fit_state import FitState, ResumePoint
 from .logs import EpochLogs, MetricResults, flatten_logs, to_python
-from .outputs import batch_size_of, check_finite, concat_tensors, concat_to_numpy, format_logs
+from .outputs import (
+    batch_size_of,
+    check_finite,
+    concat_tensors,
+    concat_to_numpy,
+    format_logs,
+    group_outputs,
+)
 
 __all__ = ["Trainer"]
 
 
-class Trainer:
+class Trainer(CompileMixin):
     """The training half of ``Model`` (mixed in; see ``tapefit.Model``)."""
 
     def __init__(self) -> None:
@@ -53,100 +58,6 @@ class Trainer:
         self.run_eagerly = False
         self.steps_per_execution = 1
         self._compile_config: dict[str, Any] = {}
-
-    # -------------------------------------------------------------- compile
-    def compile(
-        self,
-        optimizer: Any = "rmsprop",
-        loss: Any = None,
-        loss_weights: Any = None,
-        metrics: Any = None,
-        weighted_metrics: Any = None,
-        run_eagerly: bool = False,
-        steps_per_execution: int = 1,
-        jit_compile: bool | str = "auto",
-        auto_scale_loss: bool = True,
-        check_numerics: bool = False,
-    ) -> None:
-        """Configure the model for training (Keras 3's signature and string names).
-
-        ``check_numerics=True`` (tapefit's addition) checks every training batch for NaN and Inf
-        before its step and names the batch; it costs a device sync per step.
-
-        Example:
-            >>> import tapefit
-            >>> model = tapefit.Sequential([tapefit.Input((4,)), tapefit.layers.Dense(3)])
-            >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        """
-        self.optimizer = optimizers_lib.get(optimizer)
-        if (
-            auto_scale_loss
-            and global_policy().name == "mixed_float16"
-            and not isinstance(self.optimizer, LossScaleOptimizer)
-        ):
-            self.optimizer = LossScaleOptimizer(self.optimizer)  # as Keras does for float16
-        names = self._output_names_for_compile()
-        self._compile_loss = CompileLoss(loss, loss_weights, names) if loss is not None else None
-        # Stored past Model.__setattr__ so that compile's own metrics are not tracked as the user's.
-        self.__dict__["_compile_metrics"] = (
-            CompileMetrics(metrics, weighted_metrics, names)
-            if metrics is not None or weighted_metrics is not None
-            else None
-        )
-        self.__dict__["_loss_tracker"] = metrics_lib.Mean(name="loss")
-        self.loss = loss
-        self._loss_tracker_listed = loss is not None
-        self.run_eagerly = run_eagerly
-        self.jit_compile = False if run_eagerly else jit_compile
-        self.steps_per_execution = steps_per_execution
-        self.check_numerics = check_numerics
-        self.stop_training = False
-        self.compiled = True
-        self.__dict__["_strategy"] = distribute.current_strategy()
-        self._compile_config = {
-            "optimizer": optimizer,
-            "loss": loss,
-            "loss_weights": loss_weights,
-            "metrics": metrics,
-            "weighted_metrics": weighted_metrics,
-            "run_eagerly": run_eagerly,
-            "steps_per_execution": steps_per_execution,
-            "jit_compile": jit_compile,
-        }
-        self._train_fn = self._test_fn = self._predict_fn = None
-
-    def _output_names_for_compile(self) -> list[str]:
-        try:
-            return list(self.output_names)  # type: ignore[attr-defined]
-        except (AttributeError, IndexError):
-            return []
-
-    @property
-    def compiled_loss(self) -> CompiledLossShim:
-        return CompiledLossShim(self)
-
-    @property
-    def compiled_metrics(self) -> CompiledMetricsShim:
-        return CompiledMetricsShim(self)
-
-    def _compiled_metric_objects(self) -> list[metrics_lib.Metric]:
-        out: list[metrics_lib.Metric] = []
-        if self.compiled:
-            if self._loss_tracker is not None and self._loss_tracker_listed:
-                out.append(self._loss_tracker)
-            if self._compile_metrics is not None:
-                out.append(self._compile_metrics)
-            if self._compile_loss is not None:
-                out.extend(self._compile_loss.metrics)
-        return out
-
-    @property
-    def metrics_names(self) -> list[str]:
-        return [m.name for m in self.metrics]  # type: ignore[attr-defined]
-
-    def reset_metrics(self) -> None:
-        for m in self.metrics:  # type: ignore[attr-defined]
-            m.reset_state()
 
     # ------------------------------------------------------------ the steps
     def compute_loss(
@@ -338,19 +249,29 @@ class Trainer:
             batches = train_iter.epoch(skip)
             if skip:
                 set_rng_state(resume.rng_now)  # the batches were replayed; now continue the random streams
+            step_fn, timer = train_fn, cbs.time_split
+            if timer is not None:  # the loop is timed only when a TimeSplit callback asks
+                batches, step_fn = timer.begin_loop(batches, train_fn, device)
+            # Batch hooks run once per execution of ``steps_per_execution`` batches, as in Keras.
+            hooks, per_execution, in_group = cbs.needs_train_batch_hooks, self.steps_per_execution, 0
             for step, batch in batches:
-                if cbs.needs_train_batch_hooks:
+                if hooks and not in_group:
                     cbs.on_train_batch_begin(step)
                 if self.check_numerics:
                     check_finite(batch, epoch, step)
-                logs.add(train_fn(batch))
+                logs.add(step_fn(batch))
                 state.step = step + 1
-                if cbs.needs_train_batch_hooks:
-                    cbs.on_train_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
-                    if strategy is not None and cbs.wants_batch_dicts:  # a callback may stop on one rank
-                        self.stop_training = distribute.any_rank(self.stop_training)
-                if self.stop_training:
-                    break
+                in_group += 1
+                if in_group == per_execution:
+                    in_group = 0
+                    if hooks:
+                        self._end_train_batch(cbs, step, logs, strategy)
+                    if self.stop_training:
+                        break
+            if in_group and hooks:  # the epoch's last execution was short
+                self._end_train_batch(cbs, step, logs, strategy)
+            if timer is not None:
+                timer.end_loop()
             if logs.steps == 0:
                 raise ValueError(
                     "The training data produced no batches this epoch: it is empty, or a generator "
@@ -372,6 +293,11 @@ class Trainer:
         if strategy is not None:
             strategy.end_fit(self)
         return self.history
+
+    def _end_train_batch(self, cbs: CallbackList, step: int, logs: EpochLogs, strategy: Any) -> None:
+        cbs.on_train_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
+        if strategy is not None and cbs.wants_batch_dicts:  # a callback may stop on one rank
+            self.stop_training = distribute.any_rank(self.stop_training)
 
     def _begin_resumed_epoch(self, resume: ResumePoint, train_iter: EpochIterator, state: FitState) -> int:
         """Replay the start of an interrupted epoch: its random states and data order; the metrics
@@ -440,13 +366,19 @@ class Trainer:
         self.reset_metrics()
         cbs.on_test_begin()
         logs = EpochLogs(self)
+        hooks, per_execution, in_group = cbs.needs_test_batch_hooks, self.steps_per_execution, 0
         with torch.no_grad():
             for step, batch in iterator.epoch():
-                if cbs.needs_test_batch_hooks:
+                if hooks and not in_group:
                     cbs.on_test_batch_begin(step)
                 logs.add(test_fn(batch))
-                if cbs.needs_test_batch_hooks:
-                    cbs.on_test_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
+                if hooks:
+                    in_group += 1
+                    if in_group == per_execution:
+                        in_group = 0
+                        cbs.on_test_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
+            if in_group:  # the last execution was short
+                cbs.on_test_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
         if logs.steps == 0 and strategy is None:
             raise ValueError("The evaluation data is empty: it produced no batches.")
         result = self._read_logs(logs, strategy, "The evaluation data")
@@ -499,14 +431,19 @@ class Trainer:
         predict_fn = self._step_function("predict")
         cbs.on_predict_begin()
         outputs: list[Any] = []
+        hooks, per_execution, in_group = cbs.needs_predict_batch_hooks, self.steps_per_execution, 0
         with torch.no_grad():
             for step, batch in iterator.epoch():
-                if cbs.needs_predict_batch_hooks:
+                if hooks and not in_group:
                     cbs.on_predict_batch_begin(step)
-                out = predict_fn(batch)
-                outputs.append(out)
-                if cbs.needs_predict_batch_hooks:
-                    cbs.on_predict_batch_end(step, {"outputs": out})
+                outputs.append(predict_fn(batch))
+                if hooks:
+                    in_group += 1
+                    if in_group == per_execution:
+                        cbs.on_predict_batch_end(step, {"outputs": group_outputs(outputs[-in_group:])})
+                        in_group = 0
+            if in_group:  # the last execution was short
+                cbs.on_predict_batch_end(step, {"outputs": group_outputs(outputs[-in_group:])})
         cbs.on_predict_end()
         if strategy is not None:  # every rank's rows, in the input's order, on every rank
             rows = iterator.adapter.sharder.global_indices()
