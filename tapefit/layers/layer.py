@@ -92,6 +92,28 @@ def _to_tensor(x: Any, device: torch.device | None) -> Any:
     return x
 
 
+def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
+    """``args`` with floating tensors (also inside lists/tuples) cast to ``dtype``, as Keras's
+    autocasting layers do: a float32 layer after a bfloat16 one computes in float32."""
+    for a in args:
+        if type(a) is torch.Tensor or isinstance(a, torch.Tensor):
+            if a.dtype is not dtype and a.is_floating_point():
+                break
+        elif isinstance(a, (list, tuple)):
+            break
+    else:
+        return args
+
+    def cast(a: Any) -> Any:
+        if isinstance(a, torch.Tensor):
+            return a.to(dtype) if a.is_floating_point() and a.dtype is not dtype else a
+        if isinstance(a, (list, tuple)):
+            return type(a)(cast(v) for v in a)
+        return a
+
+    return tuple(cast(a) for a in args)
+
+
 def _shape_of(x: Any) -> Any:
     if isinstance(x, torch.Tensor) or hasattr(x, "shape"):
         return tuple(x.shape)
@@ -436,8 +458,10 @@ class Layer(nn.Module):
         if lean is not None and not ctx[3] and _hookless(self):
             # A built layer with nothing that needs the full path (hooks, a mixed-precision policy,
             # torch.jit tracing): only the training flag to pass and, outermost, the inputs' device.
-            forward_is_call, accepts_training, policy = lean
+            forward_is_call, accepts_training, policy, cast_to = lean
             target = self.call if forward_is_call else self.forward
+            if cast_to is not None:
+                args = _cast_floating(args, cast_to)
             if not ctx[1]:
                 return self._lean_outer_call(target, accepts_training, policy, training, args, kwargs)
             if training is None or training is ctx[0]:
@@ -469,6 +493,8 @@ class Layer(nn.Module):
         switch = policy is not saved[2] and (policy.is_mixed or saved[3])
         ctx[0], ctx[1], ctx[2] = training, saved[1] + 1, policy
         ctx[3] = policy is not None and policy.is_mixed
+        if self.autocast and not self._policy.is_mixed:
+            args = _cast_floating(args, getattr(torch, self._policy.compute_dtype))
         try:
             if switch:
                 return self._call_with_policy(policy, outer, args, kwargs)
@@ -516,7 +542,9 @@ class Layer(nn.Module):
         ):
             cls = type(self)
             policy = self._policy if self.autocast else None  # None: the enclosing call's policy stays
-            self.__dict__["_lean_call"] = (cls.forward is Layer.forward, cls._call_has_training(), policy)
+            cast_to = getattr(torch, self._policy.compute_dtype) if self.autocast else None
+            lean = (cls.forward is Layer.forward, cls._call_has_training(), policy, cast_to)
+            self.__dict__["_lean_call"] = lean
 
     def _call_with_policy(self, policy: DTypePolicy, outer: bool, args: tuple, kwargs: dict) -> Any:
         """Enter (or leave) the autocast region of a mixed-precision policy for this call."""

@@ -152,3 +152,27 @@ def test_mixed_float16_fit_on_cpu_scales_the_loss_and_saves(mixed_f16, tmp_path)
     model.save(tmp_path / "f16.tapefit")
     loaded = tapefit.saving.load_model(tmp_path / "f16.tapefit")
     assert loaded.optimizer.dynamic_scale == model.optimizer.dynamic_scale
+
+
+def test_a_float32_layer_after_a_mixed_layer_computes_in_float32():
+    """Per-layer policies under the float32 global policy: each layer casts its floating inputs."""
+    model = tapefit.Sequential(
+        [tapefit.Input((3,)), layers.Dense(4, dtype="mixed_bfloat16"), layers.Dense(2)]
+    )
+    seen = {}
+    for layer in model.layers:
+        layer.register_forward_hook(lambda mod, i, o: seen.__setitem__(mod.name, (i[0].dtype, o.dtype)))
+    out = model(torch.randn(2, 3))
+    assert seen[model.layers[0].name][1] == torch.bfloat16
+    assert seen[model.layers[1].name] == (torch.float32, torch.float32)
+    assert out.dtype == torch.float32
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((8, 3), "float32"), np.ones((8, 2), "float32"), verbose=0)  # and without hooks
+    model.layers[0]._forward_hooks.clear(), model.layers[1]._forward_hooks.clear()
+    assert model(torch.randn(2, 3)).dtype == torch.float32
+
+
+def test_the_model_output_leaves_the_mixed_policy_in_float32(mixed_bf16):
+    model = tapefit.Sequential([tapefit.Input((3,)), layers.Dense(4), layers.Dense(2)])  # no float32 layer
+    assert model.layers[-1].compute_dtype == "bfloat16"
+    assert model(torch.randn(2, 3)).dtype == torch.float32
