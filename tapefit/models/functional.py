@@ -39,6 +39,7 @@ class GraphPlan:
                     f"Model inputs must come straight from tapefit.Input(); {t.name!r} is the output "
                     f"of layer {t._keras_history[0].name!r}."
                 )
+        self.input_dtypes = [t.dtype for t in self.input_tensors]
         self.nodes = self._order_nodes()
         self.layers = self._ordered_layers()
         self._compile_plan()
@@ -118,6 +119,10 @@ class GraphPlan:
     def run(self, flat_inputs: list[torch.Tensor]) -> Any:
         values: list[Any] = [None] * self.n_slots
         values[: len(flat_inputs)] = flat_inputs
+        for i, dtype in enumerate(self.input_dtypes):  # Keras converts inputs to the Inputs' dtypes
+            v = values[i]
+            if isinstance(v, torch.Tensor) and v.dtype is not dtype:
+                values[i] = v.to(dtype)
         slot = self._slot
         for node, out_slots, free, single in self.plan:
             if single is not None:

@@ -135,9 +135,28 @@ class Sequential(Model):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         x = inputs
+        if type(x) is not torch.Tensor:
+            x = self._single_input(x)
+        if self._input is not None and x.dtype is not self._input.dtype:
+            x = x.to(self._input.dtype)  # as Keras converts inputs to the Input's dtype (int x included)
         for layer in self._layer_tuple():
             x = layer(x)
         return x
+
+    def _single_input(self, x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            return x
+        if isinstance(x, dict):
+            got = f"a dict with keys {sorted(x)}"
+        elif isinstance(x, (list, tuple)):
+            got = f"a {type(x).__name__} of {len(x)} inputs"
+        else:
+            return torch.as_tensor(x)
+        raise ValueError(
+            f"Sequential model {self.name!r} takes one input tensor, but received {got}. A dataset for it "
+            "must yield (x, y) or (x, y, sample_weight) with x a single array; for several inputs build a "
+            "functional model (tapefit.Model(inputs, outputs))."
+        )
 
     def _layer_tuple(self) -> tuple[Layer, ...]:
         """The layers as a tuple, cached per structure version (iterating the ModuleList costs more)."""

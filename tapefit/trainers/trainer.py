@@ -36,6 +36,7 @@ from .outputs import (
     format_logs,
     group_outputs,
 )
+from .target_check import check_targets_up_front
 
 __all__ = ["Trainer"]
 
@@ -157,7 +158,7 @@ class Trainer(CompileMixin):
 
     def _assert_compiled(self, what: str) -> None:
         if not self.compiled:
-            raise RuntimeError(
+            raise ValueError(
                 f"You must call compile() before {what}(): e.g. model.compile(optimizer='adam', "
                 "loss='sparse_categorical_crossentropy', metrics=['accuracy'])."
             )
@@ -225,6 +226,7 @@ class Trainer(CompileMixin):
         cbs = self._callbacks(callbacks, verbose, epochs, train_iter.num_batches)
         self.stop_training = False
         self._build_for_training(train_iter, strategy)
+        check_targets_up_front(self, x, y)
         train_fn = self._step_function("train")
         state = FitState(callbacks=list(cbs.callbacks), exact=train_iter.replayable)
         self._fit_state = state

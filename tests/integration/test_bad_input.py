@@ -1,7 +1,5 @@
 """Issue 7's "clear errors for bad input": each error says what was expected, what was received and
 how to fix it, and a fit that fails leaves the weights and the optimizer's step count untouched.
-
-Where tapefit still gives a cryptic error, the test is a strict xfail naming the function to fix.
 """
 
 import re
@@ -94,11 +92,6 @@ def test_training_and_evaluating_before_compile_say_to_call_compile(method, call
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3 raises ValueError (trainers/trainer.py:_assert_compile_called); tapefit raises "
-    "RuntimeError in tapefit/trainers/trainer.py:Trainer._assert_compiled",
-)
 @pytest.mark.parametrize("method", ["fit", "evaluate"])
 def test_the_before_compile_error_is_a_value_error_as_in_keras(method):
     with pytest.raises(ValueError):
@@ -274,12 +267,6 @@ def _functional():
     return model
 
 
-_SEQUENTIAL_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="tapefit/models/sequential.py:Sequential.call passes a dict/tuple straight to the first layer "
-    "(AttributeError: 'dict' object has no attribute 'dim' from Dense.call; KeyError: -1 or "
-    "TypeError from int() in Dense.build when unbuilt)",
-)
 ELEMENTS = {
     "dict": (lambda: ({"a": X}, Y), r"(?s)^(?=.*\binput)(?=.*\bdict\b)(?=.*'a')"),
     "tuple-x": (lambda: ((X, X), Y, np.ones(8, "float32")), r"(?s)^(?=.*\binput)(?=.*\b(tuple|2)\b)"),
@@ -290,8 +277,8 @@ ELEMENTS = {
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(_sequential, marks=_SEQUENTIAL_BUG, id="sequential"),
-        pytest.param(_unbuilt_sequential, marks=_SEQUENTIAL_BUG, id="unbuilt-sequential"),
+        pytest.param(_sequential, id="sequential"),
+        pytest.param(_unbuilt_sequential, id="unbuilt-sequential"),
         pytest.param(_functional, id="functional"),
     ],
 )
@@ -312,12 +299,6 @@ def test_a_dataset_element_missing_a_key_of_a_dict_input_model():
 
 
 # -------------------------------------------------------------------------------- integer inputs
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3 converts model inputs to the Input's dtype (models/functional.py:"
-    "_convert_inputs_to_tensors); tapefit/models/functional.py (Functional call) passes int64/uint8 on "
-    "and Dense.call fails with 'mat1 and mat2 must have the same dtype'",
-)
 @pytest.mark.parametrize("dtype", ["int64", "uint8"])
 def test_integer_x_is_cast_to_the_input_dtype_as_in_keras(dtype):
     import keras
@@ -360,12 +341,6 @@ def test_class_ids_given_to_binary_crossentropy_name_the_dtype_and_the_value(los
 
 
 # ------------------------------------------------------------ errors before any weight changes
-@pytest.mark.xfail(
-    strict=True,
-    reason="labels are checked per batch inside the loss (tapefit/losses/_tensors.py:check_binary_targets, "
-    "_check_sparse_labels), so the batches before the bad one have already stepped; in-memory y could be "
-    "checked once against the compiled loss before the first step (tapefit/trainers/trainer.py:Trainer.fit)",
-)
 @pytest.mark.parametrize(
     "loss,units,y",
     [

@@ -282,7 +282,7 @@ def test_bad_input_errors_name_the_problem(call, match):
 
 def test_fit_before_compile_is_a_clear_error():
     x, y = _data()
-    with pytest.raises(RuntimeError, match=r"compile\(\) before fit"):
+    with pytest.raises(ValueError, match=r"compile\(\) before fit"):
         _net().fit(x, y)
 
 
