@@ -14,7 +14,6 @@ from .. import distribute
 from .. import metrics as metrics_lib
 from .. import optimizers as optimizers_lib
 from ..mixed_precision import LossScaleOptimizer
-from ..mixed_precision.policy import global_policy
 from .compile_utils import CompiledLossShim, CompiledMetricsShim, CompileLoss, CompileMetrics
 
 __all__ = ["CompileMixin"]
@@ -63,7 +62,7 @@ class CompileMixin:
         self.optimizer = optimizers_lib.get(optimizer)
         if (
             auto_scale_loss
-            and global_policy().name == "mixed_float16"
+            and self.dtype_policy.name == "mixed_float16"  # the model's policy, as Keras checks
             and not isinstance(self.optimizer, LossScaleOptimizer)
         ):
             self.optimizer = LossScaleOptimizer(self.optimizer)  # as Keras does for float16

@@ -176,3 +176,10 @@ def test_the_model_output_leaves_the_mixed_policy_in_float32(mixed_bf16):
     model = tapefit.Sequential([tapefit.Input((3,)), layers.Dense(4), layers.Dense(2)])  # no float32 layer
     assert model.layers[-1].compute_dtype == "bfloat16"
     assert model(torch.randn(2, 3)).dtype == torch.float32
+
+
+def test_compile_wraps_for_a_model_whose_own_policy_is_mixed_float16():
+    inp = tapefit.Input((4,))
+    model = tapefit.Model(inp, layers.Dense(2)(inp), dtype="mixed_float16")  # the global policy is float32
+    model.compile(optimizer="sgd", loss="mse")
+    assert isinstance(model.optimizer, LossScaleOptimizer)
