@@ -128,6 +128,26 @@ class GradientTape:
         if unconnected_gradients not in ("none", "zero"):
             raise ValueError(f"unconnected_gradients must be 'none' or 'zero', got {unconnected_gradients!r}")
         self._check_usable()
+        if (  # the common step: a scalar loss against a list of trainable weights
+            type(sources) is list
+            and output_gradients is None
+            and unconnected_gradients == "none"
+            and self.watch_accessed_variables
+            and isinstance(target, torch.Tensor)
+            and target.requires_grad
+            and target.dim() == 0
+            and all(isinstance(s, torch.Tensor) and s.requires_grad for s in sources)
+        ):
+            create = self._create_graph()
+            return list(
+                torch.autograd.grad(
+                    target,
+                    sources,
+                    retain_graph=self.persistent or create,
+                    create_graph=create,
+                    allow_unused=True,
+                )
+            )
         targets = [t for t in _flatten(target)[0] if t is not None]
         flat, spec = _flatten(sources)
         for s in flat:
