@@ -7,13 +7,26 @@ Every file tapefit writes goes through :func:`atomic_write`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import secrets
+import socket
 import tempfile
 from collections.abc import Iterator
 from typing import IO
 
 _TMP_PREFIX = ".tapefit-tmp-"
+_OWNER = re.compile(r"\.tapefit-tmp-([0-9a-f]{8})-(\d+)-")
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _writer_prefix() -> str:
+    """Temporary names say which host and process write them, so a cleaner spares live writers."""
+    return f"{_TMP_PREFIX}{_host_tag()}-{os.getpid()}-"
 
 
 @contextlib.contextmanager
@@ -33,7 +46,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_writer_prefix(), dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -59,7 +72,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f"{_TMP_PREFIX}{secrets.token_hex(6)}-{os.path.basename(path)}")
+    tmp = os.path.join(folder, f"{_writer_prefix()}{secrets.token_hex(6)}-{os.path.basename(path)}")
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -123,12 +136,36 @@ def _fsync_dir(folder: str) -> None:
             os.close(fd)
 
 
+def _writer_is_alive(name: str) -> bool:
+    """Whether the process that made temporary ``name`` may still be writing it: it runs on this
+    host, or on another host (which cannot be checked from here, so it is spared)."""
+    match = _OWNER.match(name)
+    if match is None:
+        return False  # an older name without an owner
+    host, pid = match.group(1), int(match.group(2))
+    if host != _host_tag():
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def clean_stale_temporaries(folder: str | os.PathLike) -> list[str]:
-    """Delete temporary files that a killed writer left in ``folder``; returns their names."""
+    """Delete temporary files that a killed writer left in ``folder``; returns their names.
+
+    Temporaries of writers still running (this process, another live process on this host, or
+    any process on another host sharing the folder) are left alone, so a shared folder is safe.
+    """
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(folder):
-            if name.startswith(_TMP_PREFIX):
+            if name.startswith(_TMP_PREFIX) and not _writer_is_alive(name):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(folder, name))
                     removed.append(name)

@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Any
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, clean_stale_temporaries
 from ..distribute.checkpointing import is_sharded_tensor
 from .callback import _is_chief, _pythonify_logs, _say, _to_float
 from .monitor_callback import MonitorCallback
@@ -96,6 +96,11 @@ class ModelCheckpoint(MonitorCallback):
     def _save_on_batch(self, batch: int, logs: dict | None = None) -> None:
         if self._should_save_on_batch(batch):
             self._save_model(epoch=self._current_epoch, batch=batch, logs=logs)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        folder = os.path.dirname(self.filepath)
+        if _is_chief() and "{" not in folder:  # what a killed save left; live writers' files stay
+            clean_stale_temporaries(folder or ".")
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._current_epoch = epoch

@@ -1,6 +1,7 @@
 """Issue 7's "proven, not hoped": torn writes, determinism, flat memory, shape inference properties."""
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -279,3 +280,46 @@ def test_resuming_with_other_compile_arguments_is_a_strict_error(tmp_path):
             np.testing.assert_array_equal(a, b)
     assert (tmp_path / "backup-index.json").exists()  # the backup is kept for the right command
     assert int(run("adam", 2).optimizer.iterations) == 2  # the same arguments resume: epoch 2 of 2
+
+
+def test_cleaning_removes_only_the_temporaries_of_dead_writers(tmp_path):
+    """A folder may be shared (the working directory, several jobs): live writers' files stay."""
+    from tapefit import _atomic
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    host = _atomic._host_tag()
+    names = {
+        "dead": f".tapefit-tmp-{host}-{dead_pid}-abc-m.tapefit",
+        "mine": f".tapefit-tmp-{host}-{os.getpid()}-abc",
+        "other_host": f".tapefit-tmp-{'0' * 8 if host != '0' * 8 else '1' * 8}-{dead_pid}-abc",
+        "legacy": ".tapefit-tmp-abc123",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / "keep.weights.safetensors").write_bytes(b"user file")
+    assert sorted(_atomic.clean_stale_temporaries(tmp_path)) == sorted([names["dead"], names["legacy"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names["mine"], names["other_host"], "keep.weights.safetensors"]
+    )
+
+
+def test_model_checkpoint_cleans_what_a_killed_save_left(tmp_path):
+    from tapefit import _atomic
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    torn = tmp_path / f".tapefit-tmp-{_atomic._host_tag()}-{int(dead.stdout)}-abc-best.weights.safetensors"
+    torn.write_bytes(b"half")
+    model = tapefit.Sequential([tapefit.Input((2,)), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    checkpoint = tapefit.callbacks.ModelCheckpoint(
+        str(tmp_path / "best.weights.safetensors"), monitor="loss", save_weights_only=True
+    )
+    model.fit(
+        np.ones((4, 2), "float32"), np.ones((4, 1), "float32"), epochs=1, verbose=0, callbacks=[checkpoint]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.safetensors"]
