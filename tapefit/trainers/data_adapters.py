@@ -233,6 +233,7 @@ class IterableAdapter:
             n = None
         self._len = n
         self.sharder: Any = None  # set by a distribution strategy: this rank's piece of each batch
+        self.host_check: Any = None  # set by fit on accelerators: labels checked before the copy
 
     @property
     def num_batches(self) -> int | None:
@@ -244,7 +245,15 @@ class IterableAdapter:
         it = iter(self.data) if self.sharder is None else self.sharder.pieces(self.data)
         for _ in range(skip):
             next(it, None)
+        if self.host_check is not None:
+            return (to_device(self._checked(self._normalise(batch)), self.device) for batch in it)
         return (to_device(self._normalise(batch), self.device) for batch in it)
+
+    def _checked(self, batch: Any) -> Any:
+        _, y, _ = unpack_x_y_sample_weight(batch)
+        if y is not None:
+            self.host_check(y)
+        return batch
 
     def state_dict(self) -> dict[str, int]:
         getter = getattr(self.data, "state_dict", None)

@@ -36,7 +36,7 @@ from .outputs import (
     format_logs,
     group_outputs,
 )
-from .target_check import check_targets_up_front
+from .target_check import check_batches_on_the_host, check_targets_up_front
 
 __all__ = ["Trainer"]
 
@@ -227,6 +227,7 @@ class Trainer(CompileMixin):
         self.stop_training = False
         self._build_for_training(train_iter, strategy)
         check_targets_up_front(self, x, y)
+        check_batches_on_the_host(self, train_iter.adapter)
         train_fn = self._step_function("train")
         state = FitState(callbacks=list(cbs.callbacks), exact=train_iter.replayable)
         self._fit_state = state
