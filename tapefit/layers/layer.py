@@ -114,6 +114,43 @@ def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
     return tuple(cast(a) for a in args)
 
 
+def _describe_inputs(args: tuple) -> str:
+    parts = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            parts.append(f"{tuple(a.shape)} {str(a.dtype).removeprefix('torch.')} on {a.device}")
+        elif isinstance(a, (list, tuple, dict)):
+            parts.append(f"a {type(a).__name__} of {len(a)}")
+    return ", ".join(parts) or "no tensors"
+
+
+def _with_context(error: RuntimeError, outer: Any, args: tuple) -> RuntimeError:
+    """torch's error re-raised with the layer that failed and what the model was given.
+
+    Only plain ``RuntimeError`` (what torch's kernels raise): subclasses such as
+    ``NotImplementedError`` and ``torch.OutOfMemoryError`` keep their type for callers to catch.
+
+    The failing layer is the innermost tapefit layer in the traceback: found only when an error
+    happens, so calls pay nothing for it.
+    """
+    failing = outer
+    tb = error.__traceback__
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("self")
+        if isinstance(candidate, Layer):
+            failing = candidate
+        tb = tb.tb_next
+    where = f"{type(failing).__name__} {failing.name!r}"
+    if failing is not outer:
+        where += f" (inside {type(outer).__name__} {outer.name!r})"
+    wrapped = RuntimeError(
+        f"{where} failed on inputs {_describe_inputs(args)}: {error}\n(torch's original error is the cause "
+        "above; check the input shapes and dtypes against the layer's, or the layer's own code.)"
+    )
+    wrapped._tapefit_context = True  # type: ignore[attr-defined]
+    return wrapped
+
+
 def _shape_of(x: Any) -> Any:
     if isinstance(x, torch.Tensor) or hasattr(x, "shape"):
         return tuple(x.shape)
@@ -503,6 +540,10 @@ class Layer(nn.Module):
             if _hookless(self) and self._compiled_call_impl is None:
                 return self.forward(*args, **kwargs)
             return nn.Module.__call__(self, *args, **kwargs)
+        except RuntimeError as error:
+            if outer and type(error) is RuntimeError and not hasattr(error, "_tapefit_context"):
+                raise _with_context(error, self, args) from error
+            raise
         finally:
             ctx[0], ctx[1], ctx[2], ctx[3] = saved
 
@@ -529,6 +570,10 @@ class Layer(nn.Module):
             ctx[2] = policy
         try:
             return target(*args, **kwargs)
+        except RuntimeError as error:
+            if type(error) is RuntimeError and not hasattr(error, "_tapefit_context"):
+                raise _with_context(error, self, args) from error
+            raise
         finally:
             ctx[0], ctx[1], ctx[2] = saved[0], 0, saved[1]
 

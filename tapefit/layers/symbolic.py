@@ -279,6 +279,8 @@ def symbolic_call(layer: Layer, args: tuple, kwargs: dict) -> Any:
     try:
         outputs = infer_outputs(layer, args, kwargs)
     except Exception as e:
+        if hasattr(e, "_tapefit_context") and e.__cause__ is not None:
+            e = e.__cause__  # the shapes below say more than the fake tensors' context
         shapes = [t.shape for t in _flatten((args, kwargs))]
         raise ValueError(
             f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called on inputs of shape "

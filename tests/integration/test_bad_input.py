@@ -359,3 +359,32 @@ def test_a_bad_label_in_a_later_batch_of_arrays_fails_before_any_step(loss, unit
     _fails_cleanly(
         model, lambda m: m.fit(X, y, batch_size=4, shuffle=False, verbose=0), ValueError, r"\b[57]\b"
     )
+
+
+# ------------------------------------------------------------ torch errors get tapefit's context
+def test_a_cryptic_torch_error_names_the_layer_and_the_inputs_and_keeps_the_cause():
+    class Net(tapefit.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = layers.Dense(4, name="hidden")
+            self.w = torch.nn.Parameter(torch.ones(7, 2))
+
+        def call(self, x):
+            return self.hidden(x) @ self.w  # (batch, 4) @ (7, 2): torch's shape error
+
+    model = Net()
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(
+        RuntimeError, match=r"Net 'net' failed on inputs \(4, 3\) float32 on cpu: mat1 and mat2"
+    ) as info:
+        model.fit(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"), verbose=0)
+    assert type(info.value.__cause__) is RuntimeError and "mat1 and mat2" in str(info.value.__cause__)
+
+
+def test_errors_that_callers_catch_by_type_keep_their_type():
+    class Unimplemented(layers.Layer):
+        def call(self, x):
+            raise NotImplementedError("later")
+
+    with pytest.raises(NotImplementedError, match="later"):
+        Unimplemented()(torch.ones(2, 2))
