@@ -347,7 +347,9 @@ class BackupAndRestore(Callback):
                 metric.load_state_dict(state)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        # Applied here, after every callback's on_train_begin has reset its own state.
+        self._apply_pending()  # here: after every callback's on_train_begin has reset its own state
+
+    def _apply_pending(self) -> None:
         if self._pending is None:
             return
         pending, self._pending = self._pending, None
@@ -503,6 +505,9 @@ class BackupAndRestore(Callback):
     # ---- the end ---------------------------------------------------------------------
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        # A run killed after its last backup resumes with no epoch left to run: the History and
+        # the other callbacks still get the states of the run they continue.
+        self._apply_pending()
         epochs = self.params.get("epochs")
         completed = (
             not self._unhealthy

@@ -267,3 +267,26 @@ def test_resume_restores_the_other_callbacks_states(tmp_path):
     )
     for a, b in zip(ref.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_killed_after_its_last_backup_returns_the_full_history(tmp_path):
+    """Killed between the last epoch's backup and the end of fit: the restart has no epoch left to
+    run and must still return the History of the run it completes."""
+    import tapefit
+    from tapefit import layers
+
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((16, 3)).astype("float32"), rng.integers(0, 2, 16)
+
+    def run():
+        tapefit.utils.set_random_seed(4)
+        model = tapefit.Sequential([tapefit.Input((3,)), layers.Dense(2)])
+        model.compile(optimizer="sgd", loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+        backup = tapefit.callbacks.BackupAndRestore(tmp_path, delete_checkpoint=False)
+        return model, model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[backup])
+
+    first_model, first = run()
+    again_model, again = run()  # everything was done: nothing trains, the History comes back
+    assert again.history == first.history and len(again.history["loss"]) == 2
+    for a, b in zip(first_model.get_weights(), again_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
