@@ -17,20 +17,21 @@ import torch
 
 from ._node import Node
 from ._structure import Tree, flatten, flatten_with_paths
+from ._transforms import Batch
 from .spec import TensorSpec
 
 Shape = tuple  # a tuple of int | None (None: the longest in the batch)
 
 
-class PaddedBatch(Node):
+class PaddedBatch(Batch):
     """``padded_batch(size, padded_shapes, padding_values, drop_remainder)``. Stateless.
 
     Over in-memory rows of one shape it gathers batches by index and pads the batch; otherwise
-    it collects elements and pads each into a new tensor.
+    it collects elements (as ``batch`` does) and pads them into new tensors.
     """
 
     def __init__(self, up: Node, size: int, drop_remainder: bool, padded_shapes: Any, padding_values: Any):
-        self.up, self.size, self.drop_remainder = up, size, drop_remainder
+        super().__init__(up, size, drop_remainder)
         self.padded_shapes, self.padding_values = padded_shapes, padding_values
         self._resolved: dict[tuple, tuple[list, list, list[str]]] = {}
 
@@ -39,22 +40,6 @@ class PaddedBatch(Node):
         if plan is not None and plan.rows.dense:
             return map(self._pad_batch, plan.batches(self.size, self.drop_remainder))
         return self.generic()
-
-    def generic(self) -> Iterator[Any]:
-        pending: list = []
-        for element in self.up:
-            pending.append(element)
-            if len(pending) == self.size:
-                yield self._pad_elements(pending)
-                pending = []
-        if pending and not self.drop_remainder:
-            yield self._pad_elements(pending)
-
-    def cardinality(self) -> int:
-        n = self.up.cardinality()
-        if n < 0:
-            return n
-        return n // self.size if self.drop_remainder else -(-n // self.size)
 
     def spec(self) -> Any:
         specs, tree = flatten(self.up.spec())
@@ -98,7 +83,7 @@ class PaddedBatch(Node):
             self._resolved[key] = (shapes, values, paths)
         return self._resolved[key]
 
-    def _pad_elements(self, elements: list) -> Any:
+    def _combine(self, elements: list) -> Any:
         flats = [flatten(e) for e in elements]
         tree = flats[0][1]
         for _, other in flats:

@@ -105,10 +105,14 @@ class Batch(Node):
         for element in self.up:
             pending.append(element)
             if len(pending) == self.size:
-                yield stack(pending)
+                yield self._combine(pending)
                 pending = []
         if pending and not self.drop_remainder:
-            yield stack(pending)
+            yield self._combine(pending)
+
+    def _combine(self, elements: list) -> Any:
+        """One batch made of ``elements`` (``padded_batch`` pads instead of stacking)."""
+        return stack(elements)
 
     def cardinality(self) -> int:
         n = self.up.cardinality()
