@@ -180,8 +180,9 @@ class Optimizer(GroupingMixin, AccumulationMixin, StateIOMixin):
         lr = self._learning_rate
         if isinstance(lr, Variable):
             return lr
-        # Schedules see the raw call count, also under gradient accumulation (as in Keras).
-        return lr(self._iterations) if self._lr_takes_step else lr()
+        # Under accumulation a schedule sees the updates made, not the calls, so that accumulating
+        # K batches of B gives the update of one batch of K*B (Keras passes the call count).
+        return lr(self.iterations) if self._lr_takes_step else lr()
 
     @property
     def learning_rate(self) -> torch.Tensor:

@@ -115,16 +115,34 @@ def test_gradient_accumulation_matches_keras(name):
     kwargs = {"learning_rate": 0.05, "gradient_accumulation_steps": 3, "weight_decay": 0.01}
     if name == "SGD":
         kwargs["momentum"] = 0.9
-        kwargs["learning_rate"] = (
-            "ExponentialDecay",
-            {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.5},
-        )
     inits, grads = _data(steps=8, seed=1)
     expected, k_iters = _run(keras, name, kwargs, inits, grads)
     got, iters = _run(tf_opt, name, kwargs, inits, grads)
     assert iters == k_iters == 2
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_gradient_accumulation_with_a_schedule_is_the_large_batch_update(name):
+    """Accumulating K gradients with a schedule gives the update of their mean, step for step.
+
+    Keras hands the schedule the call count, so there its rate decays K times faster under
+    accumulation; tapefit deliberately hands it the update count.
+    """
+    schedule = ("ExponentialDecay", {"initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5})
+    kwargs = {"learning_rate": schedule, "weight_decay": 0.01}
+    if name == "SGD":
+        kwargs["momentum"] = 0.9
+    inits, grads = _data(steps=9, seed=3)
+    means = [[np.mean(g, axis=0) for g in zip(*grads[i : i + 3])] for i in range(0, 9, 3)]
+    expected, big_iters = _run(tf_opt, name, kwargs, inits, means)
+    got, iters = _run(tf_opt, name, {**kwargs, "gradient_accumulation_steps": 3}, inits, grads)
+    assert iters == big_iters == 3
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+    keras_style, _ = _run(keras, name, {**kwargs, "gradient_accumulation_steps": 3}, inits, grads)
+    assert not np.allclose(keras_style[0], got[0], rtol=1e-4)
 
 
 def test_weight_decay_exclusion_matches_keras():
