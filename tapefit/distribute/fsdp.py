@@ -117,9 +117,11 @@ class FSDP(DataParallel):
         """Shard ``model`` (see :meth:`shard_model`); its own forward then gathers the weights."""
         return self.shard_model(model)
 
-    def shard_input(self, adapter: Any, training: bool) -> None:
-        super().shard_input(adapter, training)
-        adapter.sharder.forbid_empty = True  # every rank must run every forward: it gathers weights
+    def shard_input(self, adapter: Any, training: bool) -> bool:
+        sharded = super().shard_input(adapter, training)
+        if sharded:
+            adapter.sharder.forbid_empty = True  # every rank must run every forward: it gathers weights
+        return sharded
 
     def begin_fit(self, model: torch.nn.Module, wrap_forward: bool) -> None:
         share_random_state()

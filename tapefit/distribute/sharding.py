@@ -50,6 +50,12 @@ def _leaves(struct: Any) -> list[Any]:
     return [] if struct is None else [struct]
 
 
+def batch_rows(batch: Any) -> int | None:
+    """The number of rows of ``batch`` (its first leaf's length); ``None`` for no batch or no leaf."""
+    leaves = _leaves(batch)
+    return len(leaves[0]) if leaves else None
+
+
 def _comm_device(tensor_device: torch.device) -> torch.device:
     """Where a tensor goes for the group's backend: NCCL, the current GPU; gloo, the CPU."""
     if dist.get_backend() == "nccl":

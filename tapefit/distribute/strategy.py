@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch.distributed as dist
 
 from ..utils.random import join_input_stream, split_input_stream
 from . import environment
-from .sharding import BatchSharder, DistributedBatches, share_random_state
+from .sharding import BatchSharder, DistributedBatches, batch_rows, share_random_state
 
 __all__ = ["DataParallel", "current_strategy", "strategy_for"]
 
@@ -120,8 +121,13 @@ class DataParallel:
         if params and params[0].device != target and target.type == "cuda":
             model.to(target)
 
-    def shard_input(self, adapter: Any, training: bool) -> None:
-        """Make ``adapter`` yield this rank's piece of each global batch."""
+    def shard_input(self, adapter: Any, training: bool) -> bool:
+        """Make ``adapter`` yield this rank's piece of each global batch; returns whether it does.
+
+        Evaluation and prediction data whose first batch has fewer rows than there are
+        processes is left whole: every rank then handles every row and nothing is reduced
+        (a rank given no rows could not take part in reducing metrics it never updated).
+        """
         world = environment.world_size()
         batch_size = getattr(adapter, "batch_size", None)
         if training and batch_size is not None and batch_size % world:
@@ -129,7 +135,19 @@ class DataParallel:
                 f"batch_size={batch_size} is the global batch and must divide evenly among the "
                 f"{world} processes (batch_size / {world} per process); use a multiple of {world}."
             )
+        if not training:
+            rows = batch_rows(adapter.peek())
+            if rows is not None and rows < world:
+                if environment.is_chief():
+                    warnings.warn(
+                        f"The first batch holds {rows} rows for {world} processes, so every process "
+                        "evaluates or predicts on all the rows itself (same results, no speed-up). Use "
+                        f"batches of at least {world} rows to split the work.",
+                        stacklevel=4,
+                    )
+                return False
         adapter.sharder = BatchSharder(environment.rank(), world, drop_remainder=training)
+        return True
 
     def begin_fit(self, model: torch.nn.Module, wrap_forward: bool) -> None:
         """Before the first step: same random states and weights on every rank, and DDP.

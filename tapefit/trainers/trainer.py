@@ -221,8 +221,9 @@ class Trainer(CompileMixin):
                 get_adapter(vx, vy, vsw, validation_batch_size or batch_size, False, None, device),
                 validation_steps,
             )
-            if strategy is not None:
-                strategy.shard_input(val_iter.adapter, training=False)
+            val_strategy = strategy
+            if strategy is not None and not strategy.shard_input(val_iter.adapter, training=False):
+                val_strategy = None  # too few rows to split: every rank validates on all of them
         cbs = self._callbacks(callbacks, verbose, epochs, train_iter.num_batches)
         self.stop_training = False
         self._build_for_training(train_iter, strategy)
@@ -282,7 +283,7 @@ class Trainer(CompileMixin):
                 )
             epoch_logs = self._read_logs(logs, strategy, "The training data")
             if val_iter is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_loop(val_iter, cbs, strategy)
+                val_logs = self._evaluate_loop(val_iter, cbs, val_strategy)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             if strategy is not None:  # rank 0 decides, so every rank runs the same epochs
@@ -406,8 +407,8 @@ class Trainer(CompileMixin):
         iterator = EpochIterator(
             get_adapter(x, y, sample_weight, batch_size, False, None, self._device()), steps
         )
-        if strategy is not None:
-            strategy.shard_input(iterator.adapter, training=False)
+        if strategy is not None and not strategy.shard_input(iterator.adapter, training=False):
+            strategy = None  # too few rows to split: every rank evaluates all of them
         cbs = self._callbacks(callbacks, verbose, 1, iterator.num_batches)
         logs = self._evaluate_loop(iterator, cbs, strategy)
         if return_dict:
@@ -428,8 +429,8 @@ class Trainer(CompileMixin):
         """Outputs for every input row, as numpy arrays (with the model's output structure)."""
         strategy = self._strategy_for_run()
         iterator = EpochIterator(get_adapter(x, None, None, batch_size, False, None, self._device()), steps)
-        if strategy is not None:
-            strategy.shard_input(iterator.adapter, training=False)
+        if strategy is not None and not strategy.shard_input(iterator.adapter, training=False):
+            strategy = None  # too few rows to split: every rank predicts all of them
         cbs = self._callbacks(callbacks, verbose, 1, iterator.num_batches)
         predict_fn = self._step_function("predict")
         cbs.on_predict_begin()

@@ -167,6 +167,15 @@ def run(folder: str) -> None:
         json.dumps(model.evaluate(d["x_eval"], d["y_eval"], batch_size=4, verbose=0, return_dict=True))
     )
     out["predict"] = model.predict(d["x_eval"], batch_size=4, verbose=0)
+    # Fewer rows than processes (1 row; batches of 1): every rank handles every row.
+    x1, y1 = d["x_eval"][:1], d["y_eval"][:1]
+    out["one_row_evaluate"] = np.array(json.dumps(model.evaluate(x1, y1, verbose=0, return_dict=True)))
+    out["one_row_predict"] = model.predict(x1, verbose=0)
+    out["batch_of_one_evaluate"] = np.array(
+        json.dumps(model.evaluate(d["x_eval"], d["y_eval"], batch_size=1, verbose=0, return_dict=True))
+    )
+    singles = tapefit.data.Dataset.from_tensor_slices(d["x_eval"][:3]).batch(1)
+    out["dataset_of_ones_predict"] = model.predict(singles, verbose=0)
 
     shuffled = make_model(seed=3)
     shuffled.fit(d["x_train"], d["y_train"], batch_size=GLOBAL_BATCH, epochs=2, shuffle=True, verbose=0)
@@ -228,6 +237,7 @@ def fsdp_run(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "fsdp_predict": model.predict(x, batch_size=4, verbose=0),
         "fsdp_reloaded_predict": fresh.predict(x, batch_size=4, verbose=0),
+        "fsdp_one_row_predict": model.predict(x[:1], verbose=0),
     }
 
 

@@ -104,6 +104,20 @@ def test_predict_returns_every_row_in_order(runs):
     np.testing.assert_array_equal(rank0["predict"], rank1["predict"])
 
 
+def test_fewer_rows_than_processes_are_handled_by_every_rank(runs):
+    rank0, rank1, single, _ = runs
+    for key in ("one_row_evaluate", "batch_of_one_evaluate"):
+        got, other, want = (json.loads(str(r[key])) for r in (rank0, rank1, single))
+        assert got == other
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name] == pytest.approx(want[name], rel=1e-5), (key, name)
+    for key in ("one_row_predict", "dataset_of_ones_predict"):
+        assert rank0[key].shape == single[key].shape == (len(single[key]), 3)
+        np.testing.assert_allclose(rank0[key], single[key], atol=1e-5)
+        np.testing.assert_array_equal(rank0[key], rank1[key])
+
+
 def test_stop_training_on_rank_zero_stops_every_rank(runs):
     rank0, rank1, _, _ = runs
     assert int(rank0["stopped_epochs"]) == int(rank1["stopped_epochs"]) == 2
@@ -154,6 +168,8 @@ def test_fsdp_trains_like_one_process_and_its_checkpoint_loads_on_another_world_
     np.testing.assert_allclose(rank0["fsdp_predict"], single["fsdp_predict"], atol=1e-5)
     np.testing.assert_array_equal(rank0["fsdp_predict"], rank1["fsdp_predict"])
     np.testing.assert_array_equal(rank0["fsdp_reloaded_predict"], rank0["fsdp_predict"])
+    np.testing.assert_allclose(rank0["fsdp_one_row_predict"], single["fsdp_one_row_predict"], atol=1e-5)
+    np.testing.assert_array_equal(rank0["fsdp_one_row_predict"], rank1["fsdp_one_row_predict"])
     model = _train_script.make_model(seed=123)  # one process: a different world size
     model.load_weights(out / "fsdp-2.weights.safetensors")
     x = _train_script.data()["x_eval"][:12]

@@ -96,3 +96,28 @@ def test_distribute_dataset_on_one_process_yields_the_batches():
     shards = distribute_dataset(ds)
     assert len(shards) == 2
     assert [b.tolist() for b in shards] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+@pytest.mark.parametrize(
+    ("rows", "batch_size", "sharded"), [(3, 4, False), (8, 2, False), (8, 4, True), (5, 4, True)]
+)
+def test_evaluation_data_with_fewer_rows_than_processes_is_left_whole(monkeypatch, rows, batch_size, sharded):
+    from tapefit.distribute import environment
+    from tapefit.distribute.strategy import DataParallel
+
+    monkeypatch.setattr(environment, "world_size", lambda: 4)
+    monkeypatch.setattr(environment, "rank", lambda: 0)
+    strategy = DataParallel.__new__(DataParallel)  # no process group needed to decide the split
+    for data in (
+        np.zeros((rows, 2), "float32"),
+        tapefit.data.Dataset.from_tensor_slices(np.zeros((rows, 2), "float32")).batch(batch_size),
+    ):
+        size = batch_size if isinstance(data, np.ndarray) else None
+        adapter = get_adapter(data, None, None, size, False, None, torch.device("cpu"))
+        if sharded:
+            assert strategy.shard_input(adapter, training=False) is True
+            assert adapter.sharder.world == 4
+        else:
+            with pytest.warns(UserWarning, match="every process evaluates or predicts on all the rows"):
+                assert strategy.shard_input(adapter, training=False) is False
+            assert adapter.sharder is None
