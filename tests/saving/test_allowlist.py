@@ -1,9 +1,6 @@
 """Deserialisation resolves names only from tapefit's tables, ``custom_objects`` and the registry:
 a config naming ``os.system``, ``builtins.exec`` or any tapefit module path is refused, never imported."""
 
-import json
-import zipfile
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +9,7 @@ import tapefit
 from tapefit import activations, initializers, layers, losses, metrics, optimizers, regularizers
 from tapefit.optimizers import schedules
 from tapefit.saving import serialization
+from tests.saving._helpers import edit_config
 
 FOREIGN = [
     ("tapefit.datasets._download", "download"),
@@ -42,17 +40,6 @@ def _save_compiled(tmp_path, metric):
     return model, path
 
 
-def _edit_config(path, edit):
-    with zipfile.ZipFile(path) as zf:
-        members = {info.filename: zf.read(info) for info in zf.infolist()}
-    config = json.loads(members["config.json"])
-    edit(config)
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, blob in members.items():
-            zf.writestr(name, blob)
-
-
 def test_a_saved_compile_config_cannot_name_a_foreign_metric_function(tmp_path):
     _, path = _save_compiled(tmp_path, tapefit.metrics.binary_accuracy)
 
@@ -61,7 +48,7 @@ def test_a_saved_compile_config_cannot_name_a_foreign_metric_function(tmp_path):
             {"module": "tapefit.datasets._download", "class_name": "function", "config": "download"}
         ]
 
-    _edit_config(path, poison)
+    edit_config(path, poison)
     with pytest.raises(ValueError, match=r"tapefit\.datasets\._download\.download"):
         tapefit.models.load_model(path, safe_mode=False)
 
@@ -143,7 +130,7 @@ def test_layer_sub_configs_naming_foreign_callables_are_refused_in_load_model(tm
         def poison(config, key=key, value=value):
             config["model"]["config"]["layers"][0]["config"][key] = value
 
-        _edit_config(path, poison)
+        edit_config(path, poison)
         with pytest.raises(ValueError, match="register_serializable"):
             tapefit.models.load_model(path, safe_mode=False)
 

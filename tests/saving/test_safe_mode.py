@@ -1,7 +1,6 @@
 """``load_model(safe_mode=True)`` refuses Lambda layers wherever they sit, and nothing in a file,
 nor a load running in another thread, can switch safe mode off."""
 
-import json
 import threading
 import zipfile
 
@@ -11,6 +10,7 @@ import torch
 import tapefit
 from tapefit import layers
 from tapefit.saving import SafeModeError, serialization
+from tests.saving._helpers import edit_config
 
 
 @tapefit.saving.register_serializable(package="safe_mode_tests")
@@ -27,17 +27,6 @@ def _nested_lambda_model():
     model = tapefit.Sequential([_lambda_model(), layers.Dense(1, name="head")])
     model.build((None, 3))
     return model
-
-
-def _edit_config(path, edit):
-    with zipfile.ZipFile(path) as zf:
-        members = {info.filename: zf.read(info) for info in zf.infolist()}
-    config = json.loads(members["config.json"])
-    edit(config)
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, blob in members.items():
-            zf.writestr(name, blob)
 
 
 @pytest.mark.parametrize("build", [_lambda_model, _nested_lambda_model], ids=["top_level", "in_sub_model"])
@@ -73,10 +62,10 @@ def _everywhere_false(config):
 def test_a_file_cannot_switch_safe_mode_off(tmp_path, build):
     path = tmp_path / "lam.tapefit"
     build().save(path)
-    _edit_config(path, lambda config: config.update(safe_mode=False))
+    edit_config(path, lambda config: config.update(safe_mode=False))
     with pytest.raises(SafeModeError, match="safe_mode"):
         tapefit.models.load_model(path)
-    _edit_config(path, _everywhere_false)
+    edit_config(path, _everywhere_false)
     with zipfile.ZipFile(path) as zf:
         text = zf.read("config.json").decode()
     assert text.count('"safe_mode": false') >= 5  # the file, the model(s) and the Lambda all say so
@@ -148,7 +137,7 @@ def test_unregistered_class_error_names_safe_mode_and_registration(tmp_path):
     def rename(config):
         config["model"]["config"]["layers"][0]["class_name"] = "someone_else>Mystery"
 
-    _edit_config(tmp_path / "m.tapefit", rename)
+    edit_config(tmp_path / "m.tapefit", rename)
     for safe_mode in (True, False):
         with pytest.raises(ValueError) as info:
             tapefit.models.load_model(tmp_path / "m.tapefit", safe_mode=safe_mode)
