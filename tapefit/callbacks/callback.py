@@ -7,8 +7,9 @@ Epoch-level logs reach callbacks as Python floats (:class:`CallbackList` convert
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,22 @@ def _say(message: str) -> None:
     """Print a callback's message from rank 0 only: every rank runs the callbacks."""
     if is_chief():
         print(message)
+
+
+@contextlib.contextmanager
+def _saving_to(path: str, who: str, what: str, note: str = "") -> Iterator[None]:
+    """Re-raise an ``OSError`` from the block as one saying training stops, and why, and how to resume.
+
+    ``who`` names the callback, ``what`` the output that would be missing, ``note`` ends the message.
+    """
+    try:
+        yield
+    except OSError as e:
+        message = (
+            f"{who} could not save to {path}: {e.strerror or e}. Training stops here rather than going on "
+            f"without {what}; free space or fix the permissions and resume{note}"
+        )
+        raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
 
 
 def _to_float(value: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write
-from .callback import Callback, _is_chief
+from .callback import Callback, _is_chief, _saving_to
 
 __all__ = ["CSVLogger"]
 
@@ -93,16 +93,12 @@ class CSVLogger(Callback):
     def _flush(self) -> None:
         if not _is_chief():
             return
-        try:
-            with atomic_write(self.filename, "w") as f:
-                f.write(self._prefix + self._rows.getvalue())
-        except OSError as e:
-            message = (
-                f"CSVLogger could not save to {self.filename}: {e.strerror or e}. Training stops here "
-                "rather than going on without the log you asked for; free space or fix the permissions "
-                "and resume (the file still holds the rows up to the previous epoch)"
-            )
-            raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
+        note = " (the file still holds the rows up to the previous epoch)"
+        with (
+            _saving_to(self.filename, "CSVLogger", "the log you asked for", note),
+            atomic_write(self.filename, "w") as f,
+        ):
+            f.write(self._prefix + self._rows.getvalue())
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self._writer = None

@@ -7,18 +7,14 @@ import warnings
 from typing import Any
 
 from .._atomic import atomic_path, clean_stale_temporaries
-from ..distribute.checkpointing import is_sharded_tensor
-from .callback import _is_chief, _pythonify_logs, _say, _to_float
+from ..distribute.checkpointing import has_sharded
+from .callback import _is_chief, _pythonify_logs, _saving_to, _say, _to_float
 from .monitor_callback import MonitorCallback
 
 __all__ = ["ModelCheckpoint"]
 
 _WEIGHTS_SUFFIX = ".weights.safetensors"
 _MODEL_SUFFIX = ".tapefit"
-
-
-def _has_sharded_weights(model: Any) -> bool:
-    return any(is_sharded_tensor(v) for v in model.state_dict().values())
 
 
 def _check_filepath(filepath: str, save_weights_only: bool) -> None:
@@ -158,19 +154,12 @@ class ModelCheckpoint(MonitorCallback):
                 "Give a file path ending in the file name."
             )
         save = self.model.save_weights if self.save_weights_only else self.model.save
-        try:
+        with _saving_to(filepath, "ModelCheckpoint", "the checkpoints you asked for"):
             if _is_chief():
                 with atomic_path(filepath) as tmp:  # even a save() of the user's own cannot tear the file
                     save(tmp)
-            elif _has_sharded_weights(self.model):
+            elif has_sharded(self.model.state_dict()):
                 save(filepath)  # the weights are gathered from every rank; only rank 0 writes
-        except OSError as e:
-            message = (
-                f"ModelCheckpoint could not save to {filepath}: {e.strerror or e}. Training stops here "
-                "rather than going on without the checkpoints you asked for; free space or fix the "
-                "permissions and resume"
-            )
-            raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
         if self.verbose > 0:
             _say(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 

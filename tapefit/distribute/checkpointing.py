@@ -27,6 +27,7 @@ __all__ = [
     "full_tensors",
     "gather_to_chief",
     "gathered",
+    "has_sharded",
     "is_sharded_tensor",
     "publish",
     "share_from_chief",
@@ -38,6 +39,11 @@ T = TypeVar("T")
 def is_sharded_tensor(tensor: Any) -> bool:
     """Whether ``tensor`` is a torch ``DTensor`` (a parameter or optimizer state under FSDP)."""
     return hasattr(tensor, "full_tensor") and hasattr(tensor, "placements")
+
+
+def has_sharded(state: Mapping[str, Any]) -> bool:
+    """Whether any value in ``state`` (a ``state_dict()``) is a sharded tensor."""
+    return any(is_sharded_tensor(v) for v in state.values())
 
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
@@ -58,7 +64,7 @@ def full_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def gathered(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
     """``state`` itself when nothing in it is sharded, else :func:`full_tensors` (a collective)."""
-    if any(is_sharded_tensor(v) for v in state.values()):
+    if has_sharded(state):
         return full_tensors(state)
     return state
 

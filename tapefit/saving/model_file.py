@@ -102,7 +102,7 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
     from ..distribute import checkpointing, environment
 
     state = model.state_dict()
-    sharded = any(checkpointing.is_sharded_tensor(v) for v in state.values())
+    sharded = checkpointing.has_sharded(state)
     members = {
         "config.json": json.dumps(config).encode(),
         "model.weights.safetensors": state_to_safetensors(checkpointing.gathered(state)),

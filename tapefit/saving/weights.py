@@ -132,7 +132,7 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
     from ..distribute import checkpointing, environment
 
     state = model.state_dict()
-    sharded = any(checkpointing.is_sharded_tensor(v) for v in state.values())
+    sharded = checkpointing.has_sharded(state)
     blob = state_to_safetensors(
         checkpointing.gathered(state),
         {"format": "tapefit", "tapefit_version": __version__, "torch_version": torch.__version__},
