@@ -426,10 +426,19 @@ class BackupAndRestore(Callback):
             )
             return
         parts = checkpointing.gather_to_chief(self._local_state(mid_epoch))
-        if not _is_chief():
-            checkpointing.publish(lambda: None, lambda: None)
-            return
-        assert parts is not None
+        step = mid_epoch.step if mid_epoch is not None else 0
+        name = f"backup-e{completed_epochs:05d}-b{step:07d}.safetensors"
+
+        def write() -> None:  # rank 0 only: the rank ``parts`` reached
+            assert parts is not None
+            data = self._backup_bytes(completed_epochs, tensors, parts)
+            with atomic_write(os.path.join(self.backup_dir, name), "wb") as f:
+                f.write(data)
+
+        checkpointing.publish(write, lambda: self._commit(name))
+
+    def _backup_bytes(self, completed_epochs: int, tensors: dict[str, torch.Tensor], parts: list) -> bytes:
+        """The backup file: the full states in ``tensors``, every rank's own ``parts``, the peers' states."""
         meta: dict[str, Any] = {
             "format": _FORMAT,
             "version": 2,
@@ -447,15 +456,7 @@ class BackupAndRestore(Callback):
             if isinstance(best, list):
                 for i, w in enumerate(best):
                     tensors[f"callbacks/{key}/best_weights/{i:05d}"] = torch.from_numpy(np.array(w))
-        step = mid_epoch.step if mid_epoch is not None else 0
-        name = f"backup-e{completed_epochs:05d}-b{step:07d}.safetensors"
-        data = safetensors.torch.save(tensors, metadata={"tapefit": json.dumps(meta)})
-
-        def write() -> None:
-            with atomic_write(os.path.join(self.backup_dir, name), "wb") as f:
-                f.write(data)
-
-        checkpointing.publish(write, lambda: self._commit(name))
+        return safetensors.torch.save(tensors, metadata={"tapefit": json.dumps(meta)})
 
     def _local_state(self, mid_epoch: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """What this process alone holds: its random states, and mid-epoch its metrics and logs."""
