@@ -71,12 +71,22 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        if inputs.dim() == 2 and self.bias is not None:
-            y = torch.addmm(self.bias, inputs, self.kernel)
+        # Weights read from ``_parameters`` directly: nn.Module.__getattr__ would cost about a
+        # microsecond each, per call. A weight moved out of it (torch.nn.utils.parametrize) is
+        # read as an attribute.
+        params = self._parameters
+        kernel = params.get("kernel")
+        if kernel is None:
+            kernel = self.kernel
+        bias = params.get("bias") if self.use_bias else None
+        if bias is None and self.use_bias:
+            bias = self.bias
+        if bias is not None and inputs.dim() == 2:
+            y = torch.addmm(bias, inputs, kernel)
         else:
-            y = torch.matmul(inputs, self.kernel)
-            if self.bias is not None:
-                y = y + self.bias
+            y = torch.matmul(inputs, kernel)
+            if bias is not None:
+                y = y + bias
         y = self.activation(y)
         if self.activity_regularizer is not None:
             self.add_loss(self.activity_regularizer(y) / y.shape[0])
