@@ -9,6 +9,7 @@ host-device synchronisation.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -27,6 +28,7 @@ from .data_adapters import (
 )
 from .epoch_iterator import EpochIterator
 from .fit_state import FitState, ResumePoint
+from .inference import inference_is_safe
 from .logs import EpochLogs, MetricResults, flatten_logs, to_python
 from .outputs import (
     batch_size_of,
@@ -73,7 +75,7 @@ class Trainer(CompileMixin):
         total = None
         if self._compile_loss is not None:
             total = self._compile_loss(y, y_pred, sample_weight)
-        extra = self.losses  # type: ignore[attr-defined]
+        extra = self.losses if self._loss_layers() else None  # type: ignore[attr-defined]
         if extra:
             reg = torch.stack([torch.as_tensor(v).to(torch.float32).sum() for v in extra]).sum()
             total = reg if total is None else total + reg
@@ -371,11 +373,15 @@ class Trainer(CompileMixin):
         cbs.on_test_begin()
         logs = EpochLogs(self)
         hooks, per_execution, in_group = cbs.needs_test_batch_hooks, self.steps_per_execution, 0
-        with torch.no_grad():
+        infer = inference_is_safe(self, iterator.adapter, "test_step", Trainer.test_step)
+        with torch.no_grad(), contextlib.ExitStack() as inference:
             for step, batch in iterator.epoch():
                 if hooks and not in_group:
                     cbs.on_test_batch_begin(step)
                 logs.add(test_fn(batch))
+                if infer:  # the first step built whatever builds lazily; the rest need no autograd at all
+                    inference.enter_context(torch.inference_mode())
+                    infer = False
                 if hooks:
                     in_group += 1
                     if in_group == per_execution:
@@ -436,11 +442,15 @@ class Trainer(CompileMixin):
         cbs.on_predict_begin()
         outputs: list[Any] = []
         hooks, per_execution, in_group = cbs.needs_predict_batch_hooks, self.steps_per_execution, 0
-        with torch.no_grad():
+        infer = inference_is_safe(self, iterator.adapter, "predict_step", Trainer.predict_step)
+        with torch.no_grad(), contextlib.ExitStack() as inference:
             for step, batch in iterator.epoch():
                 if hooks and not in_group:
                     cbs.on_predict_batch_begin(step)
                 outputs.append(predict_fn(batch))
+                if infer:  # as in _evaluate_loop
+                    inference.enter_context(torch.inference_mode())
+                    infer = False
                 if hooks:
                     in_group += 1
                     if in_group == per_execution:
@@ -488,3 +498,4 @@ class Trainer(CompileMixin):
         adapter.batch_size = adapter.n
         with torch.no_grad():
             return concat_to_numpy([self.predict_step(next(adapter.epoch()))])
+
