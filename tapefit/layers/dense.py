@@ -87,7 +87,9 @@ class Dense(Layer):
             y = torch.matmul(inputs, kernel)
             if bias is not None:
                 y = y + bias
-        y = self.activation(y)
+        activation = self.activation
+        if activation is not activations.linear:
+            y = activation(y)
         if self.activity_regularizer is not None:
             self.add_loss(self.activity_regularizer(y) / y.shape[0])
         return y

@@ -487,7 +487,8 @@ class Layer(nn.Module):
         return cls.__dict__["_accepts_training"]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not (len(args) == 1 and type(args[0]) is torch.Tensor) and _symbolic().any_symbolic(args, kwargs):
+        one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
+        if not one_tensor and _symbolic().any_symbolic(args, kwargs):
             return _symbolic().symbolic_call(self, args, kwargs)
         training = kwargs.pop("training", None) if kwargs else None
         ctx = _call_context
@@ -497,7 +498,7 @@ class Layer(nn.Module):
             # torch.jit tracing): only the training flag to pass and, outermost, the inputs' device.
             forward_is_call, accepts_training, policy, cast_to = lean
             target = self.call if forward_is_call else self.forward
-            if cast_to is not None:
+            if cast_to is not None and not (one_tensor and args[0].dtype is cast_to):
                 args = _cast_floating(args, cast_to)
             if not ctx[1]:
                 return self._lean_outer_call(target, accepts_training, policy, training, args, kwargs)

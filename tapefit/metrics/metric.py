@@ -44,12 +44,29 @@ class _LoadResult(NamedTuple):
     unexpected_keys: list[str]
 
 
+class _Constant:
+    """A constant initial value, which ``reset_state`` writes in place instead of making a tensor."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __call__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        return torch.full(shape, self.value, dtype=dtype, device=device)
+
+
+_CONSTANTS = {"zeros": 0.0, "ones": 1.0}
+
+
 def _resolve_initializer(
     initializer: Any,
 ) -> Callable[[tuple[int, ...], torch.dtype, torch.device], torch.Tensor]:
     """Turn a name (``"zeros"``), a number, an array or an initializer into a tensor factory."""
     if initializer is None:
         initializer = "zeros"
+    if isinstance(initializer, str) and initializer.lower() in _CONSTANTS:
+        return _Constant(_CONSTANTS[initializer.lower()])
+    if isinstance(initializer, int | float) and not isinstance(initializer, bool):
+        return _Constant(initializer)
     if isinstance(initializer, str):
         initializer = initializers.get(initializer)
     if isinstance(initializer, initializers.Initializer):
@@ -169,7 +186,10 @@ class Metric:
         """Re-initialise every state variable (called by fit/evaluate at the start of each epoch)."""
         with torch.no_grad():
             for variable, (make, _) in zip(self._variables, self._specs):
-                variable.assign(make(tuple(variable.shape), variable.dtype, variable.device))
+                if isinstance(make, _Constant):
+                    variable.value.fill_(make.value)
+                else:
+                    variable.assign(make(tuple(variable.shape), variable.dtype, variable.device))
         for metric in self._metrics:
             metric.reset_state()
 
