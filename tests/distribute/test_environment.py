@@ -44,6 +44,44 @@ def test_initialize_names_what_the_launcher_did_not_set(monkeypatch):
         distribute.initialize()
 
 
+def _pretend_gpus(monkeypatch, count):
+    """CUDA with ``count`` devices, as far as tapefit's device choice can tell; records the calls."""
+    calls = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("set_device", d))
+    monkeypatch.setattr(tapefit.config, "set_device", lambda d: calls.setdefault("config_device", d))
+    def init_process_group(backend, timeout, device_id):
+        calls.update(backend=backend, timeout=timeout, device_id=device_id)
+
+    monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr("tapefit.distribute.failures.install_failure_report", lambda: None)
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "4"}.items():
+        monkeypatch.setenv(name, value)
+    return calls
+
+
+def test_with_gpus_each_rank_takes_its_local_gpu_and_nccl(monkeypatch):
+    calls = _pretend_gpus(monkeypatch, count=2)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("TAPEFIT_DIST_TIMEOUT", "30")
+    assert distribute.initialize() is True
+    cuda1 = torch.device("cuda", 1)
+    assert calls["backend"] == "nccl" and calls["device_id"] == cuda1
+    assert calls["set_device"] == cuda1 and calls["config_device"] == cuda1
+    assert calls["timeout"].total_seconds() == 30
+
+
+def test_more_processes_than_gpus_on_a_node_is_named(monkeypatch):
+    _pretend_gpus(monkeypatch, count=2)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=2 but this node has 2 GPU\(s\).*--nproc_per_node=2"):
+        distribute.initialize()
+
+
 def test_bad_environment_values_are_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two' must be an integer"):
