@@ -46,7 +46,7 @@ def _category(frames: list[str], fit: bool) -> str:
         return "forward (nn.Module)" if "torch/nn/modules" in text else "loop body (gather, sums, zero_grad)"
     leaf_tapefit = next((f for f in reversed(frames) if "tapefit/" in f), "")
     if "tapefit/layers/" in text or "tapefit/models/" in text:
-        if leaf_tapefit.split(" (")[0].split(".")[-1] == "call" and "layers/layer.py" not in leaf_tapefit:
+        if leaf_tapefit.split(" (")[0].split(".")[-1] == "call" and "layers/_calling.py" not in leaf_tapefit:
             return "forward compute (layer call bodies)"
         return "Layer.__call__ / Sequential machinery"
     return "train_step body"

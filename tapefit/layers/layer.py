@@ -1,9 +1,9 @@
 """``Layer``: the Keras layer contract on a ``torch.nn.Module``.
 
-Owns: lazy building from the first input's shape, ``add_weight`` with Keras-layout shapes and
-initialisers, the ``training`` flag passed down through nested calls, ``trainable`` freezing,
-weight lists and ``get_weights``/``set_weights`` in Keras layout, regularisation losses,
-naming and config. Symbolic (functional-API) calls are delegated to ``symbolic``.
+Owns: ``add_weight`` with Keras-layout shapes and initialisers, ``trainable`` freezing, weight
+lists and ``get_weights``/``set_weights`` in Keras layout, regularisation losses, naming and
+config. How a layer is called (building on first use, the ``training`` flag passed down through
+nested calls, dtype policies) lives in ``_calling``; symbolic (functional-API) calls in ``symbolic``.
 
 Weights are stored in PyTorch's layout (a conv kernel as (out, in, kh, kw)) so that torch kernels
 use them without copies; ``add_weight(..., storage_perm=...)`` records the permutation from the
@@ -12,28 +12,20 @@ Keras shape so that ``get_weights`` and initialisers see Keras's layout.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules import module as _torch_module
 
 from .. import config, initializers, regularizers
 from .._naming import to_snake_case, unique_name
 from ..mixed_precision import policy as mp_policy
 from ..mixed_precision.policy import DTypePolicy
+from ._calling import _LEAN_KEYS, CallMixin
 
 __all__ = ["Layer"]
-
-
-def _symbolic() -> Any:
-    """The functional-API module (imported late: it builds on this one)."""
-    from . import symbolic
-
-    return symbolic
 
 
 # Bumped whenever any layer gains a weight, a sub-module or its first activity loss, so that
@@ -45,123 +37,7 @@ def _structure_changed() -> None:
     _structure_version[0] += 1
 
 
-# The training flag of the innermost enclosing layer call (None outside any call), so that
-# nested layers called without ``training=`` inherit it, as in Keras.
-_call_context: list[Any] = [None, 0, None, False]  # [training, depth, dtype policy, policy is mixed]
-
-# Attributes whose change can make a layer need the full call path again (see ``Layer.__call__``).
-_LEAN_KEYS = frozenset({"built", "autocast", "_policy", "_compiled_call_impl", "forward", "call"})
-
-
-def _hookless(module: nn.Module) -> bool:
-    """Whether ``nn.Module.__call__`` would go straight to ``forward`` (no hooks, no jit tracing)."""
-    return not (
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or module._backward_hooks
-        or module._backward_pre_hooks
-        or _torch_module._global_forward_hooks
-        or _torch_module._global_forward_pre_hooks
-        or _torch_module._global_backward_hooks
-        or _torch_module._global_backward_pre_hooks
-        or torch._C._get_tracing_state()
-    )
-
-
-def current_training() -> bool | None:
-    return _call_context[0]
-
-
-def _to_tensor(x: Any, device: torch.device | None) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x if device is None or x.device == device else x.to(device, non_blocking=True)
-    if isinstance(x, np.ndarray) or (isinstance(x, (float, int)) and not isinstance(x, bool)):
-        arr = np.asarray(x)
-        if arr.dtype.kind in "OSU":
-            raise TypeError(
-                f"Cannot feed an array of dtype {arr.dtype} to a model: convert it to numbers first."
-            )
-        t = torch.from_numpy(arr) if arr.ndim else torch.tensor(arr)
-        if t.is_floating_point() and t.dtype != getattr(torch, config.floatx()):
-            t = t.to(getattr(torch, config.floatx()))
-        return t.to(device) if device is not None else t
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to_tensor(v, device) for v in x)
-    if isinstance(x, dict):
-        return {k: _to_tensor(v, device) for k, v in x.items()}
-    return x
-
-
-def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
-    """``args`` with floating tensors (also inside lists/tuples) cast to ``dtype``, as Keras's
-    autocasting layers do: a float32 layer after a bfloat16 one computes in float32."""
-    for a in args:
-        if type(a) is torch.Tensor or isinstance(a, torch.Tensor):
-            if a.dtype is not dtype and a.is_floating_point():
-                break
-        elif isinstance(a, (list, tuple)):
-            break
-    else:
-        return args
-
-    def cast(a: Any) -> Any:
-        if isinstance(a, torch.Tensor):
-            return a.to(dtype) if a.is_floating_point() and a.dtype is not dtype else a
-        if isinstance(a, (list, tuple)):
-            return type(a)(cast(v) for v in a)
-        return a
-
-    return tuple(cast(a) for a in args)
-
-
-def _describe_inputs(args: tuple) -> str:
-    parts = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            parts.append(f"{tuple(a.shape)} {str(a.dtype).removeprefix('torch.')} on {a.device}")
-        elif isinstance(a, (list, tuple, dict)):
-            parts.append(f"a {type(a).__name__} of {len(a)}")
-    return ", ".join(parts) or "no tensors"
-
-
-def _with_context(error: RuntimeError, outer: Any, args: tuple) -> RuntimeError:
-    """torch's error re-raised with the layer that failed and what the model was given.
-
-    Only plain ``RuntimeError`` (what torch's kernels raise): subclasses such as
-    ``NotImplementedError`` and ``torch.OutOfMemoryError`` keep their type for callers to catch.
-
-    The failing layer is the innermost tapefit layer in the traceback: found only when an error
-    happens, so calls pay nothing for it.
-    """
-    failing = outer
-    tb = error.__traceback__
-    while tb is not None:
-        candidate = tb.tb_frame.f_locals.get("self")
-        if isinstance(candidate, Layer):
-            failing = candidate
-        tb = tb.tb_next
-    where = f"{type(failing).__name__} {failing.name!r}"
-    if failing is not outer:
-        where += f" (inside {type(outer).__name__} {outer.name!r})"
-    wrapped = RuntimeError(
-        f"{where} failed on inputs {_describe_inputs(args)}: {error}\n(torch's original error is the cause "
-        "above; check the input shapes and dtypes against the layer's, or the layer's own code.)"
-    )
-    wrapped._tapefit_context = True  # type: ignore[attr-defined]
-    return wrapped
-
-
-def _shape_of(x: Any) -> Any:
-    if isinstance(x, torch.Tensor) or hasattr(x, "shape"):
-        return tuple(x.shape)
-    if isinstance(x, (list, tuple)):
-        return [_shape_of(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _shape_of(v) for k, v in x.items()}
-    return None
-
-
-class Layer(nn.Module):
+class Layer(CallMixin, nn.Module):
     """Base class of every tapefit layer and model.
 
     Subclasses create weights in ``build(input_shape)`` with ``add_weight`` and compute in
@@ -178,7 +54,6 @@ class Layer(nn.Module):
         torch.Size([2, 3])
     """
 
-    _accepts_training: bool | None = None
     # True for layers whose output has their input's shape (activations, normalisation, dropout):
     # the functional API then infers shapes without running the layer.
     _preserves_shape = False
@@ -464,156 +339,6 @@ class Layer(nn.Module):
         for m in self._loss_layers():
             if m._call_losses:
                 m._call_losses = []
-
-    # ----------------------------------------------------------------- calling
-    def build(self, input_shape: Any = None) -> None:
-        """Create the weights for inputs of ``input_shape`` (batch dimension first)."""
-        self.built = True
-
-    def call(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"Layer {type(self).__name__} must implement call().")
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call(*args, **kwargs)
-
-    @classmethod
-    def _call_has_training(cls) -> bool:
-        if cls.__dict__.get("_accepts_training") is None:
-            fn = cls.call if cls.forward is Layer.forward else cls.forward
-            params = inspect.signature(fn).parameters
-            cls._accepts_training = "training" in params or any(
-                p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-            )
-        return cls.__dict__["_accepts_training"]
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
-        if not one_tensor and _symbolic().any_symbolic(args, kwargs):
-            return _symbolic().symbolic_call(self, args, kwargs)
-        training = kwargs.pop("training", None) if kwargs else None
-        ctx = _call_context
-        lean = self.__dict__.get("_lean_call")
-        if lean is not None and not ctx[3] and _hookless(self):
-            # A built layer with nothing that needs the full path (hooks, a mixed-precision policy,
-            # torch.jit tracing): only the training flag to pass and, outermost, the inputs' device.
-            forward_is_call, accepts_training, policy, cast_to = lean
-            target = self.call if forward_is_call else self.forward
-            if cast_to is not None and not (one_tensor and args[0].dtype is cast_to):
-                args = _cast_floating(args, cast_to)
-            if not ctx[1]:
-                return self._lean_outer_call(target, accepts_training, policy, training, args, kwargs)
-            if training is None or training is ctx[0]:
-                if accepts_training:
-                    kwargs["training"] = bool(ctx[0])
-                return target(*args, **kwargs)
-            if accepts_training:
-                kwargs["training"] = bool(training)
-            saved = ctx[0]
-            ctx[0] = training
-            try:
-                return target(*args, **kwargs)
-            finally:
-                ctx[0] = saved
-        outer = ctx[1] == 0
-        if training is None:
-            training = ctx[0]
-        if outer:
-            device = self._weight_device() if self.built or self._parameters or self._modules else None
-            if not (len(args) == 1 and type(args[0]) is torch.Tensor and args[0].device == device):
-                args = _to_tensor(args, device)
-            self._clear_losses()
-        if not self.built:
-            self._build_from_call(args, kwargs)
-        if self._call_has_training():
-            kwargs["training"] = bool(training)
-        saved = ctx[0], ctx[1], ctx[2], ctx[3]
-        policy = self._policy if self.autocast else saved[2]
-        switch = policy is not saved[2] and (policy.is_mixed or saved[3])
-        ctx[0], ctx[1], ctx[2] = training, saved[1] + 1, policy
-        ctx[3] = policy is not None and policy.is_mixed
-        if self.autocast and not self._policy.is_mixed:
-            args = _cast_floating(args, getattr(torch, self._policy.compute_dtype))
-        try:
-            if switch:
-                return self._call_with_policy(policy, outer, args, kwargs)
-            if lean is None:
-                self._make_lean()
-            if _hookless(self) and self._compiled_call_impl is None:
-                return self.forward(*args, **kwargs)
-            return nn.Module.__call__(self, *args, **kwargs)
-        except RuntimeError as error:
-            if outer and type(error) is RuntimeError and not hasattr(error, "_tapefit_context"):
-                raise _with_context(error, self, args) from error
-            raise
-        finally:
-            ctx[0], ctx[1], ctx[2], ctx[3] = saved
-
-    def _lean_outer_call(
-        self,
-        target: Any,
-        accepts_training: bool,
-        policy: DTypePolicy | None,
-        training: Any,
-        args: tuple,
-        kwargs: dict,
-    ) -> Any:
-        """The outermost call on the lean path: inputs to the weights' device, last call's losses cleared."""
-        device = self._weight_device()
-        if not (len(args) == 1 and type(args[0]) is torch.Tensor and args[0].device == device):
-            args = _to_tensor(args, device)
-        self._clear_losses()
-        if accepts_training:
-            kwargs["training"] = bool(training)
-        ctx = _call_context
-        saved = ctx[0], ctx[2]
-        ctx[0], ctx[1] = training, 1
-        if policy is not None:
-            ctx[2] = policy
-        try:
-            return target(*args, **kwargs)
-        except RuntimeError as error:
-            if type(error) is RuntimeError and not hasattr(error, "_tapefit_context"):
-                raise _with_context(error, self, args) from error
-            raise
-        finally:
-            ctx[0], ctx[1], ctx[2] = saved[0], 0, saved[1]
-
-    def _make_lean(self) -> None:
-        """Record that later calls of this layer may skip the full path, when that holds."""
-        if (
-            self.built
-            and self._compiled_call_impl is None
-            and "forward" not in self.__dict__
-            and (not self.autocast or not self._policy.is_mixed)
-        ):
-            cls = type(self)
-            policy = self._policy if self.autocast else None  # None: the enclosing call's policy stays
-            cast_to = getattr(torch, self._policy.compute_dtype) if self.autocast else None
-            lean = (cls.forward is Layer.forward, cls._call_has_training(), policy, cast_to)
-            self.__dict__["_lean_call"] = lean
-
-    def _call_with_policy(self, policy: DTypePolicy, outer: bool, args: tuple, kwargs: dict) -> Any:
-        """Enter (or leave) the autocast region of a mixed-precision policy for this call."""
-        if policy.is_mixed:
-            with mp_policy.compute_context(policy, self._weight_device()):
-                out = nn.Module.__call__(self, *args, **kwargs)
-            return mp_policy.outputs_to_float32(out) if outer else out
-        with torch.autocast(device_type=self._weight_device().type, enabled=False):
-            return nn.Module.__call__(self, *mp_policy.outputs_to_float32(args), **kwargs)
-
-    def _build_from_call(self, args: tuple, kwargs: dict) -> None:
-        first = args[0] if args else kwargs.get("inputs")
-        shape = _shape_of(first)
-        if type(self).build is not Layer.build or not self.built:
-            self.build(shape)
-        self.built = True
-        self._build_shapes_dict = shape
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        """Output shape for ``input_shape`` (None for unknown sizes), found by a symbolic call."""
-        from . import symbolic
-
-        return symbolic.infer_output_shape(self, input_shape)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers.layer import Layer, _call_context, _structure_version
+from ..layers._calling import _call_context
+from ..layers.layer import Layer, _structure_version
 from ..layers.symbolic import KerasTensor, _flatten, map_structure
 from ..metrics import Metric
 from ..trainers.trainer import Trainer

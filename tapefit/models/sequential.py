@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers.layer import Layer, _call_context, _structure_changed, _structure_version
+from ..layers._calling import _call_context
+from ..layers.layer import Layer, _structure_changed, _structure_version
 from ..layers.symbolic import Input, InputLayer, KerasTensor
 from .model import Model, _check_shape
 

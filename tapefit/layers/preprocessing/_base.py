@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from ... import config
-from ..layer import Layer, current_training
+from .._calling import current_training
+from ..layer import Layer
 
 __all__ = [
     "AffineImageLayer",
