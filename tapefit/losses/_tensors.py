@@ -204,4 +204,4 @@ def check_binary_targets(y_true: Any, name: str) -> None:
 
 def should_check_values(t: torch.Tensor) -> bool:
     """Value checks run on CPU tensors in eager mode only: elsewhere they would sync or break a graph."""
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+    return t.is_cpu and not torch.compiler.is_compiling()
