@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import config, regularizers
+from .. import config, constraints, regularizers
 
 _PADDINGS = ("valid", "same")
 
@@ -65,6 +65,10 @@ def standardize_data_format(value: str | None, owner: str) -> str:
 
 def serialize_regularizer(reg: Any) -> Any:
     return None if reg is None else regularizers.serialize(reg)
+
+
+def serialize_constraint(constraint: Any) -> Any:
+    return None if constraint is None else constraints.serialize(constraint)
 
 
 def check_rank(x: torch.Tensor, rank: int, owner: str, data_format: str) -> None:

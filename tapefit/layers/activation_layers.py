@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from .layer import Layer
 
 __all__ = ["ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax"]
@@ -184,10 +184,9 @@ class PReLU(Layer):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if alpha_constraint is not None:
-            raise NotImplementedError("PReLU: weight constraints are not supported yet.")
         self.alpha_initializer = initializers.get(alpha_initializer)
         self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
         if shared_axes is None:
             self.shared_axes = None
         else:
@@ -211,7 +210,11 @@ class PReLU(Layer):
                 f"shape {tuple(input_shape)}; share the unknown axes with shared_axes=."
             )
         self.alpha = self.add_weight(
-            param_shape, self.alpha_initializer, name="alpha", regularizer=self.alpha_regularizer
+            param_shape,
+            self.alpha_initializer,
+            name="alpha",
+            regularizer=self.alpha_regularizer,
+            constraint=self.alpha_constraint,
         )
         self.built = True
 
@@ -225,5 +228,8 @@ class PReLU(Layer):
             "alpha_regularizer": None
             if self.alpha_regularizer is None
             else regularizers.serialize(self.alpha_regularizer),
+            "alpha_constraint": None
+            if self.alpha_constraint is None
+            else constraints.serialize(self.alpha_constraint),
             "shared_axes": self.shared_axes,
         }

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import torch
 import torch.nn.functional as F
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from . import _conv_utils as cu
 from .layer import Layer
 
@@ -43,14 +43,12 @@ class SpatialConv(Layer):
         bias_initializer: Any = "zeros",
         bias_regularizer: Any = None,
         activity_regularizer: Any = None,
-        constraints: tuple[Any, ...] = (),
+        bias_constraint: Any = None,
         allow_causal: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         owner = type(self).__name__
-        if any(c is not None for c in constraints):
-            raise NotImplementedError(f"{owner}: weight constraints are not supported yet.")
         self.rank = rank
         self.kernel_size = cu.standardize_tuple(kernel_size, rank, "kernel_size", owner)
         self.strides = cu.standardize_tuple(strides, rank, "strides", owner)
@@ -62,6 +60,7 @@ class SpatialConv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.bias_constraint = constraints.get(bias_constraint)
         self._kernel_2d = cu.as_2d(self.kernel_size)
         self._strides_2d = cu.as_2d(self.strides)
         self._dilation_2d = cu.as_2d(self.dilation_rate)
@@ -76,7 +75,13 @@ class SpatialConv(Layer):
     def _add_bias(self, size: int) -> torch.nn.Parameter | None:
         if not self.use_bias:
             return None
-        return self.add_weight((size,), self.bias_initializer, name="bias", regularizer=self.bias_regularizer)
+        return self.add_weight(
+            (size,),
+            self.bias_initializer,
+            name="bias",
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
 
     def _prepare(self, inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """The input as a 4D torch-layout view plus the symmetric padding to hand to the torch op."""
@@ -117,6 +122,7 @@ class SpatialConv(Layer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "bias_regularizer": cu.serialize_regularizer(self.bias_regularizer),
             "activity_regularizer": cu.serialize_regularizer(self.activity_regularizer),
+            "bias_constraint": cu.serialize_constraint(self.bias_constraint),
         }
 
 
@@ -156,7 +162,7 @@ class BaseConv(SpatialConv):
             bias_initializer,
             bias_regularizer,
             activity_regularizer,
-            (kernel_constraint, bias_constraint),
+            bias_constraint,
             allow_causal=rank == 1,
             **kwargs,
         )
@@ -176,6 +182,7 @@ class BaseConv(SpatialConv):
         self.groups = groups
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
 
     def build(self, input_shape: Any) -> None:
         channels = self._channels(input_shape)
@@ -190,6 +197,7 @@ class BaseConv(SpatialConv):
             self.kernel_initializer,
             name="kernel",
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
             storage_perm=(r + 1, r, *range(r)),
         )
         self.bias = self._add_bias(self.filters)
@@ -212,6 +220,7 @@ class BaseConv(SpatialConv):
             "groups": self.groups,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": cu.serialize_regularizer(self.kernel_regularizer),
+            "kernel_constraint": cu.serialize_constraint(self.kernel_constraint),
         }
 
 

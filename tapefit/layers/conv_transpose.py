@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from . import _conv_utils as cu
 from .conv import SpatialConv
 
@@ -59,7 +59,7 @@ class BaseConvTranspose(SpatialConv):
             bias_initializer,
             bias_regularizer,
             activity_regularizer,
-            (kernel_constraint, bias_constraint),
+            bias_constraint,
             **kwargs,
         )
         owner = type(self).__name__
@@ -83,6 +83,7 @@ class BaseConvTranspose(SpatialConv):
         self.filters = filters
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
         self._plan = self._torch_plan()
 
     def _torch_plan(self) -> tuple[tuple[int, int], tuple[int, int], list[tuple[int, int] | None]]:
@@ -112,6 +113,7 @@ class BaseConvTranspose(SpatialConv):
             self.kernel_initializer,
             name="kernel",
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
             storage_perm=(r + 1, r, *range(r)),
         )
         self.bias = self._add_bias(self.filters)
@@ -142,6 +144,7 @@ class BaseConvTranspose(SpatialConv):
             "output_padding": self.output_padding,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": cu.serialize_regularizer(self.kernel_regularizer),
+            "kernel_constraint": cu.serialize_constraint(self.kernel_constraint),
         }
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import activations, config, initializers, regularizers
+from .. import activations, config, constraints, initializers, regularizers
 from .layer import Layer
 
 __all__ = ["Activation", "Embedding", "Identity", "Lambda", "TorchModuleWrapper"]
@@ -55,13 +55,12 @@ class Embedding(Layer):
                 "Embedding(mask_zero=True) is not supported: tapefit has no masking. "
                 "Pass an explicit mask to the layers that need one."
             )
-        if embeddings_constraint is not None:
-            raise NotImplementedError("Embedding: weight constraints are not supported yet.")
         super().__init__(**kwargs)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.mask_zero = False
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
         self.activity_regularizer = regularizers.get(activity_regularizer)
         if weights is not None:
             self.build()
@@ -75,6 +74,7 @@ class Embedding(Layer):
             self.embeddings_initializer,
             name="embeddings",
             regularizer=self.embeddings_regularizer,
+            constraint=self.embeddings_constraint,
         )
         self.built = True
 
@@ -94,6 +94,9 @@ class Embedding(Layer):
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": _ser_reg(self.embeddings_regularizer),
             "activity_regularizer": _ser_reg(self.activity_regularizer),
+            "embeddings_constraint": None
+            if self.embeddings_constraint is None
+            else constraints.serialize(self.embeddings_constraint),
             "mask_zero": self.mask_zero,
         }
 

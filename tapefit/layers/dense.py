@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from .layer import Layer
 
 __all__ = ["Dense"]
@@ -40,8 +40,6 @@ class Dense(Layer):
         super().__init__(**kwargs)
         if int(units) <= 0:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
-        if kernel_constraint is not None or bias_constraint is not None:
-            raise NotImplementedError("Dense: weight constraints are not supported yet.")
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
@@ -50,6 +48,8 @@ class Dense(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape: Any) -> None:
         in_dim = input_shape[-1]
@@ -59,11 +59,19 @@ class Dense(Layer):
                 f"shape {tuple(input_shape)}."
             )
         self.kernel = self.add_weight(
-            (in_dim, self.units), self.kernel_initializer, name="kernel", regularizer=self.kernel_regularizer
+            (in_dim, self.units),
+            self.kernel_initializer,
+            name="kernel",
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.bias = (
             self.add_weight(
-                (self.units,), self.bias_initializer, name="bias", regularizer=self.bias_regularizer
+                (self.units,),
+                self.bias_initializer,
+                name="bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
             if self.use_bias
             else None
@@ -105,8 +113,14 @@ class Dense(Layer):
             "kernel_regularizer": _ser_reg(self.kernel_regularizer),
             "bias_regularizer": _ser_reg(self.bias_regularizer),
             "activity_regularizer": _ser_reg(self.activity_regularizer),
+            "kernel_constraint": _ser_constraint(self.kernel_constraint),
+            "bias_constraint": _ser_constraint(self.bias_constraint),
         }
 
 
 def _ser_reg(reg: Any) -> Any:
     return None if reg is None else regularizers.serialize(reg)
+
+
+def _ser_constraint(constraint: Any) -> Any:
+    return None if constraint is None else constraints.serialize(constraint)

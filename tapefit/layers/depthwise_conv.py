@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from . import _conv_utils as cu
 from .conv import SpatialConv
 
@@ -55,7 +55,7 @@ class BaseDepthwiseConv(SpatialConv):
             bias_initializer,
             bias_regularizer,
             activity_regularizer,
-            (depthwise_constraint, bias_constraint),
+            bias_constraint,
             **kwargs,
         )
         multiplier = depth_multiplier
@@ -67,6 +67,7 @@ class BaseDepthwiseConv(SpatialConv):
         self.depth_multiplier = depth_multiplier
         self.depthwise_initializer = initializers.get(depthwise_initializer)
         self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
 
     def _add_depthwise_kernel(self, channels: int, name: str) -> torch.nn.Parameter:
         r = self.rank
@@ -75,6 +76,7 @@ class BaseDepthwiseConv(SpatialConv):
             self.depthwise_initializer,
             name=name,
             regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint,
             storage_perm=(r, r + 1, *range(r)),
         )
 
@@ -105,6 +107,7 @@ class BaseDepthwiseConv(SpatialConv):
             "depth_multiplier": self.depth_multiplier,
             "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
             "depthwise_regularizer": cu.serialize_regularizer(self.depthwise_regularizer),
+            "depthwise_constraint": cu.serialize_constraint(self.depthwise_constraint),
         }
 
 

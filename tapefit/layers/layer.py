@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import config, initializers, regularizers
+from .. import config, constraints, initializers, regularizers
 from .._naming import to_snake_case, unique_name
 from ..mixed_precision import policy as mp_policy
 from ..mixed_precision.policy import DTypePolicy
@@ -112,9 +112,12 @@ class Layer(CallMixin, nn.Module):
         """Create a weight of Keras-layout ``shape`` and register it on this module.
 
         ``storage_perm`` permutes the Keras-layout tensor into the layout torch kernels want;
-        ``get_weights`` undoes it. The default initialiser is glorot_uniform for floats.
+        ``get_weights`` undoes it. The default initialiser is glorot_uniform for floats. A
+        ``constraint`` (see ``tapefit.constraints``) is attached as ``param.constraint`` and applied
+        by the optimizer after each update, to the weight in Keras's layout.
         """
         shape = tuple(int(s) for s in (shape or ()))
+        constraint = constraints.get(constraint)
         if dtype is None:
             dtype = getattr(
                 torch,
@@ -155,7 +158,10 @@ class Layer(CallMixin, nn.Module):
         if reg is not None:
             self._weight_regularizers.append((attr, reg))
         if constraint is not None:
-            raise NotImplementedError("add_weight(constraint=...) is not supported yet.")
+            perm = self._storage_perms.get(attr)
+            # The optimizer applies ``param.constraint`` after each update (Keras keeps it on the
+            # variable); ``axis`` refers to Keras's layout, so permuted storage is viewed back first.
+            param.constraint = constraint if perm is None else constraints._InStorageLayout(constraint, perm)
         return param
 
     add_variable = add_weight

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .layer import Layer
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
@@ -28,9 +28,8 @@ def _positive_axis(axis: int, ndim: int, layer: Layer, shape: Any) -> int:
     return axis % ndim
 
 
-def _no_constraints(layer: str, *constraints: Any) -> None:
-    if any(c is not None for c in constraints):
-        raise NotImplementedError(f"{layer}: weight constraints are not supported yet.")
+def _ser_constraint(constraint: Any) -> Any:
+    return None if constraint is None else constraints.serialize(constraint)
 
 
 class BatchNormalization(Layer):
@@ -89,7 +88,6 @@ class BatchNormalization(Layer):
                 "BatchNormalization(synchronized=True) is not supported: statistics are "
                 "computed per device. Use synchronized=False."
             )
-        _no_constraints("BatchNormalization", beta_constraint, gamma_constraint)
         self.axis = int(axis)
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
@@ -100,6 +98,8 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
 
     def build(self, input_shape: Any) -> None:
         axis = _positive_axis(self.axis, len(input_shape), self, input_shape)
@@ -110,12 +110,24 @@ class BatchNormalization(Layer):
                 f"known size, got shape {tuple(input_shape)}."
             )
         self.gamma = (
-            self.add_weight((dim,), self.gamma_initializer, name="gamma", regularizer=self.gamma_regularizer)
+            self.add_weight(
+                (dim,),
+                self.gamma_initializer,
+                name="gamma",
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+            )
             if self.scale
             else None
         )
         self.beta = (
-            self.add_weight((dim,), self.beta_initializer, name="beta", regularizer=self.beta_regularizer)
+            self.add_weight(
+                (dim,),
+                self.beta_initializer,
+                name="beta",
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+            )
             if self.center
             else None
         )
@@ -183,6 +195,8 @@ class BatchNormalization(Layer):
             "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
             "beta_regularizer": _ser_reg(self.beta_regularizer),
             "gamma_regularizer": _ser_reg(self.gamma_regularizer),
+            "beta_constraint": _ser_constraint(self.beta_constraint),
+            "gamma_constraint": _ser_constraint(self.gamma_constraint),
             "synchronized": self.synchronized,
         }
 
@@ -224,7 +238,6 @@ class LayerNormalization(Layer):
             axis = list(axis)
         elif not isinstance(axis, int) or isinstance(axis, bool):
             raise TypeError(f"LayerNormalization: axis must be an int or a list of ints, got {axis!r}")
-        _no_constraints("LayerNormalization", beta_constraint, gamma_constraint)
         self.axis = axis
         self.epsilon = float(epsilon)
         self.center, self.scale, self.rms_scaling = bool(center), bool(scale), bool(rms_scaling)
@@ -232,6 +245,8 @@ class LayerNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
 
     def build(self, input_shape: Any) -> None:
         ndim = len(input_shape)
@@ -247,12 +262,24 @@ class LayerNormalization(Layer):
         self._broadcast = [input_shape[d] if d in self._axes else 1 for d in range(ndim)]
         use_gamma, use_beta = self.scale or self.rms_scaling, self.center and not self.rms_scaling
         self.gamma = (
-            self.add_weight(shape, self.gamma_initializer, name="gamma", regularizer=self.gamma_regularizer)
+            self.add_weight(
+                shape,
+                self.gamma_initializer,
+                name="gamma",
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+            )
             if use_gamma
             else None
         )
         self.beta = (
-            self.add_weight(shape, self.beta_initializer, name="beta", regularizer=self.beta_regularizer)
+            self.add_weight(
+                shape,
+                self.beta_initializer,
+                name="beta",
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+            )
             if use_beta
             else None
         )
@@ -287,6 +314,8 @@ class LayerNormalization(Layer):
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
             "beta_regularizer": _ser_reg(self.beta_regularizer),
             "gamma_regularizer": _ser_reg(self.gamma_regularizer),
+            "beta_constraint": _ser_constraint(self.beta_constraint),
+            "gamma_constraint": _ser_constraint(self.gamma_constraint),
         }
 
 
@@ -320,13 +349,14 @@ class GroupNormalization(Layer):
                 f"normalization), got {groups!r}"
             )
         super().__init__(**kwargs)
-        _no_constraints("GroupNormalization", beta_constraint, gamma_constraint)
         self.groups, self.axis, self.epsilon = groups, int(axis), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
 
     def build(self, input_shape: Any) -> None:
         axis = _positive_axis(self.axis, len(input_shape), self, input_shape)
@@ -344,12 +374,24 @@ class GroupNormalization(Layer):
             )
         self._groups = groups
         self.gamma = (
-            self.add_weight((dim,), self.gamma_initializer, name="gamma", regularizer=self.gamma_regularizer)
+            self.add_weight(
+                (dim,),
+                self.gamma_initializer,
+                name="gamma",
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+            )
             if self.scale
             else None
         )
         self.beta = (
-            self.add_weight((dim,), self.beta_initializer, name="beta", regularizer=self.beta_regularizer)
+            self.add_weight(
+                (dim,),
+                self.beta_initializer,
+                name="beta",
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+            )
             if self.center
             else None
         )
@@ -372,4 +414,6 @@ class GroupNormalization(Layer):
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
             "beta_regularizer": _ser_reg(self.beta_regularizer),
             "gamma_regularizer": _ser_reg(self.gamma_regularizer),
+            "beta_constraint": _ser_constraint(self.beta_constraint),
+            "gamma_constraint": _ser_constraint(self.gamma_constraint),
         }

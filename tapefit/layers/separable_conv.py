@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from . import _conv_utils as cu
 from .depthwise_conv import BaseDepthwiseConv
 
@@ -46,8 +46,6 @@ class BaseSeparableConv(BaseDepthwiseConv):
         bias_constraint: Any = None,
         **kwargs: Any,
     ):
-        if pointwise_constraint is not None:
-            raise NotImplementedError(f"{type(self).__name__}: weight constraints are not supported yet.")
         super().__init__(
             rank,
             depth_multiplier,
@@ -72,6 +70,7 @@ class BaseSeparableConv(BaseDepthwiseConv):
         self.filters = filters
         self.pointwise_initializer = initializers.get(pointwise_initializer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
 
     def build(self, input_shape: Any) -> None:
         channels = self._channels(input_shape)
@@ -82,6 +81,7 @@ class BaseSeparableConv(BaseDepthwiseConv):
             self.pointwise_initializer,
             name="pointwise_kernel",
             regularizer=self.pointwise_regularizer,
+            constraint=self.pointwise_constraint,
             storage_perm=(r + 1, r, *range(r)),
         )
         self.bias = self._add_bias(self.filters)
@@ -98,6 +98,7 @@ class BaseSeparableConv(BaseDepthwiseConv):
             "filters": self.filters,
             "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
             "pointwise_regularizer": cu.serialize_regularizer(self.pointwise_regularizer),
+            "pointwise_constraint": cu.serialize_constraint(self.pointwise_constraint),
         }
 
 

@@ -169,8 +169,7 @@ def test_config_round_trip_and_keras_keys(name, kw):
     assert_config_round_trip(ours)
     from_json = type(ours).from_config(json.loads(json.dumps(ours.get_config())))  # as saved models do
     assert from_json.get_config() == ours.get_config()
-    ignored = {"dtype", "kernel_constraint", "bias_constraint", "depthwise_constraint",
-               "pointwise_constraint"}
+    ignored = {"dtype"}
     assert set(ours.get_config()) == set(theirs.get_config()) - ignored
     for key in ("kernel_size", "strides", "padding", "data_format", "dilation_rate", "filters", "groups",
                 "depth_multiplier", "output_padding", "use_bias", "activation"):
@@ -215,11 +214,6 @@ def test_regularizer_losses_match_keras():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
-
-
-def test_constraints_are_refused():
-    with pytest.raises(NotImplementedError, match="constraints"):
-        Conv2D(4, 3, kernel_constraint=lambda w: w)
 
 
 def test_bad_inputs_name_the_layer_and_shapes():
