@@ -29,6 +29,7 @@ from .workloads import torch_loss
 
 __all__ = [
     "hand_fit",
+    "train_epoch",
     "hand_evaluate",
     "hand_predict",
     "KerasContender",
@@ -53,6 +54,19 @@ def hand_fit(
 ) -> Callable[[], int]:
     """One shuffled epoch over ``(x, y)`` per call, written the way a torch user writes it."""
     opt = _optimizer(kind, net, foreach)
+    return train_epoch(net, opt, lambda out, yb: torch_loss(kind, out, yb), x, y, batch)
+
+
+def train_epoch(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    autocast: torch.dtype | None = None,
+) -> Callable[[], int]:
+    """The hand-written loop: one shuffled epoch per call; ``autocast`` wraps forward and loss."""
     n = len(x)
     device = x.device
 
@@ -65,8 +79,13 @@ def hand_fit(
             idx = perm[start : start + batch]
             xb, yb = x[idx], y[idx]
             opt.zero_grad(set_to_none=True)
-            out = net(xb)
-            loss = torch_loss(kind, out, yb)
+            if autocast is None:
+                out = net(xb)
+                loss = loss_fn(out, yb)
+            else:
+                with torch.autocast(device.type, dtype=autocast):
+                    out = net(xb)
+                    loss = loss_fn(out, yb)
             loss.backward()
             opt.step()
             loss_sum += loss.detach()

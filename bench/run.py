@@ -10,6 +10,7 @@ per contender (max RSS; CUDA's peak allocation on a GPU).
     python -m bench                  # everything, 4-7 minutes on 2 cores; writes BENCHMARKS.md
     python -m bench --quick          # ~1 minute, prints the table
     python -m bench --only mlp,cnn   # chosen workloads (shell patterns allowed: 'mlp*')
+    python -m bench --only airbench --section gpu-airbench   # its own BENCHMARKS.md section
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ from .references import REPO_ROOT, close_keras_worker  # noqa: E402
 from .suite import WORKLOADS, Settings, Workload  # noqa: E402
 from .timing import Contender, Measurement, memory_probe  # noqa: E402
 
-__all__ = ["run", "main", "settings_for"]
+__all__ = ["run", "main", "settings_for", "measure_workloads"]
 
-_FULL_STEPS = {"mlp": 300, "cnn": 6}
-_QUICK_STEPS = {"mlp": 100, "cnn": 2}
+_FULL_STEPS = {"mlp": 300, "cnn": 6, "airbench": 2}
+_QUICK_STEPS = {"mlp": 100, "cnn": 2, "airbench": 2}
+# airbench on CUDA: 48 batches of 1024, about one CIFAR-10 epoch (49,152 of 50,000 images).
+_CUDA_STEPS = {"airbench": 48}
+_CUDA_QUICK_STEPS = {"airbench": 12}
 
 
 def settings_for(
@@ -53,6 +57,8 @@ def settings_for(
 ) -> Settings:
     """The defaults of a full or ``quick`` run; ``steps`` (batches per measurement) overrides both models'."""
     base = dict(_QUICK_STEPS if quick else _FULL_STEPS)
+    if tapefit.config.get_device().type == "cuda":
+        base.update(_CUDA_QUICK_STEPS if quick else _CUDA_STEPS)
     if steps is not None:
         base = {k: steps for k in base}
     return Settings(
@@ -98,13 +104,23 @@ def _interleaved(
 
 
 def _rows(
-    workload: Workload, contenders: list[Contender], runs: dict[str, list[Measurement]]
+    workload: Workload,
+    contenders: list[Contender],
+    runs: dict[str, list[Measurement]],
+    against: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    ref = next(c for c in contenders if c.reference)
-    ref_runs = runs.get(ref.name)
+    """One row per contender; ratios against the workload's reference, or against the contender
+    named in ``against`` (measured in the same rounds)."""
+    reference = next(c for c in contenders if c.reference).name
+    against = against or {}
     rows = []
     for c in contenders:
         row: dict[str, Any] = {"contender": c.name, "reference": c.reference, "note": c.note}
+        ref_name = against.get(c.name) or reference
+        ref_runs = runs.get(ref_name)
+        if ref_name != reference:
+            row["against"] = ref_name
+            row["note"] = "; ".join(filter(None, [f"ratio vs {ref_name}", c.note]))
         if c.name in runs and ref_runs:
             mine = runs[c.name]
             rates = [m.samples / m.seconds for m in mine]
@@ -179,19 +195,21 @@ def _measure(
     try:
         for entry in entries:
             contenders.append(entry.make())
-        runs = _interleaved(contenders, settings.rounds, settings.warmup, log)
+        warmup = settings.warmup if workload.warmup is None else workload.warmup
+        runs = _interleaved(contenders, settings.rounds, warmup, log)
     finally:
         for c in contenders:
             c.close()
-    rows = _rows(workload, contenders, runs)
+    rows = _rows(workload, contenders, runs, {e.name: e.against for e in entries if e.against})
     if memory and workload.memory:
         _memory(workload, entries, rows, settings, log)
     return rows
 
 
-def _measure_all(
+def measure_workloads(
     chosen: list[Workload], settings: Settings, memory: bool, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
+    """``[{name, title, rows, seconds}]`` for each workload in ``chosen``, measured in turn."""
     results = []
     for workload in chosen:
         log(f"== {workload.name}: {workload.title}")
@@ -244,7 +262,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="tapefit-bench-") as scratch:
         settings.scratch = scratch
         try:
-            results = _measure_all(chosen, settings, memory, log)
+            results = measure_workloads(chosen, settings, memory, log)
         finally:
             close_keras_worker()
     meta["seconds"] = time.perf_counter() - started
@@ -283,6 +301,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="write BENCHMARKS.md, bench/results.json and bench/results.png (default: full runs only)",
     )
+    parser.add_argument(
+        "--section",
+        metavar="NAME",
+        help="write this run into its own BENCHMARKS.md section NAME and bench/results-NAME.json "
+        "(e.g. --only airbench --section gpu-airbench), leaving the generated block alone",
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
@@ -290,10 +314,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     report = run(args.quick, args.only, args.steps, args.rounds, args.threads, not args.no_keras, args.memory)
     report["meta"]["command"] = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
-    from .report import markdown_table, write
+    from .report import markdown_table, write, write_report_section
 
     print()
     print(markdown_table(report))
+    if args.section:
+        for path in write_report_section(report, args.section):
+            print(f"wrote {os.path.relpath(path)}")
+        return
     write_files = (
         args.write if args.write is not None else not (args.quick or args.only or args.steps or args.rounds)
     )

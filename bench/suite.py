@@ -17,6 +17,7 @@ import torch
 
 import tapefit
 
+from . import airbench
 from .references import (
     hand_evaluate,
     hand_fit,
@@ -58,12 +59,14 @@ class Settings:
 
 @dataclass
 class Entry:
-    """A contender to be built: ``make`` builds it; ``keras`` is the worker spec when it is Keras."""
+    """A contender to be built: ``make`` builds it; ``keras`` is the worker spec when it is Keras;
+    ``against`` names the contender its ratio is taken against (default: the workload's reference)."""
 
     name: str
     make: Callable[[], Contender]
     reference: bool = False
     keras: Callable[[], dict[str, Any]] | None = None
+    against: str = ""
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Workload:
     direct: Callable[[Settings], list[dict[str, Any]]] | None = None  # rows it measures itself
     memory: bool = False
     cpu_ratio: bool = True  # False where a contender works on several threads (CPU time then overstates it)
+    warmup: int | None = None  # untimed runs per contender before the rounds (default: the settings')
 
 
 def _device() -> torch.device:
@@ -349,4 +353,6 @@ WORKLOADS: list[Workload] = [
         _image_entries,
         cpu_ratio=False,
     ),
+    # Compiled train steps settle after a few calls (recompiles; see bench/airbench.py).
+    Workload("airbench", airbench.TITLE, airbench.entries, warmup=2),
 ]
