@@ -168,11 +168,7 @@ def write(report: dict[str, Any], root: str = REPO_ROOT) -> list[str]:
         written.append(chart_path)
         chart = "bench/results.png"
     md_path = os.path.join(root, "BENCHMARKS.md")
-    try:
-        with open(md_path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = _TEMPLATE
+    text = _read_benchmarks(md_path)
     if BEGIN not in text or END not in text:
         text = _TEMPLATE + "\n" + text
     before, rest = text.split(BEGIN, 1)
@@ -180,6 +176,15 @@ def write(report: dict[str, Any], root: str = REPO_ROOT) -> list[str]:
     _write_text(md_path, before + BEGIN + "\n" + _generated(report, chart) + END + after)
     written.append(md_path)
     return written
+
+
+def _read_benchmarks(md_path: str) -> str:
+    """BENCHMARKS.md's text, or the template when the file does not exist yet."""
+    try:
+        with open(md_path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return _TEMPLATE
 
 
 def write_section(name: str, body: str, root: str = REPO_ROOT) -> str:
@@ -194,11 +199,7 @@ def write_section(name: str, body: str, root: str = REPO_ROOT) -> str:
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.strip()}\n{end}"
     md_path = os.path.join(root, "BENCHMARKS.md")
-    try:
-        with open(md_path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = _TEMPLATE
+    text = _read_benchmarks(md_path)
     if begin in text and end in text.split(begin, 1)[1]:
         before, rest = text.split(begin, 1)
         text = before + block + rest.split(end, 1)[1]
