@@ -80,10 +80,9 @@ def reduce_values(
     if reduction == "sum":
         return loss
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
-        divisor = torch.sum(sample_weight).to(loss.dtype)
-    else:
-        divisor = torch.tensor(values.numel(), dtype=loss.dtype, device=loss.device)
-    return _divide_no_nan(loss, divisor)
+        return _divide_no_nan(loss, torch.sum(sample_weight).to(loss.dtype))
+    # A Python divisor: no host-to-device copy (and on CUDA no wait) per step.
+    return loss / values.numel() if values.numel() else torch.zeros_like(loss)
 
 
 def _apply_mask(
@@ -95,7 +94,7 @@ def _apply_mask(
     if reduction in ("mean", "sum_over_batch_size"):
         # Valid entries get weight total/valid, so dividing by the element count later
         # amounts to dividing by the number of valid entries.
-        total = torch.tensor(mask.numel(), dtype=dtype, device=mask.device)
+        total = torch.full((), mask.numel(), dtype=dtype, device=mask.device)
         valid = torch.sum(mask.to(dtype))
         float_mask = torch.where(
             mask.bool(), _divide_no_nan(total, valid), torch.zeros((), dtype=dtype, device=mask.device)
