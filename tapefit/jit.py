@@ -4,11 +4,17 @@
 CPU, where compilation costs more than it saves for the small steps of the seeds. Results are
 the same either way; state mutated inside (metrics, optimizers) keeps working because compiled
 code mutates the same tensors.
+
+A compiled step runs its first call eagerly: that call builds what is built lazily (optimizer
+slots, the compiled loss and metrics, layers' weights), so the graph is traced once, over
+built state, instead of once before and again after the build.
 """
 
 from __future__ import annotations
 
 import functools
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +31,70 @@ def _should_compile(jit_compile: bool | str) -> bool:
     if not isinstance(jit_compile, bool):
         raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}")
     return jit_compile
+
+
+def _with_own_code(fn: Callable) -> Callable:
+    """``fn`` (a function or bound method) running a private copy of its code object.
+
+    torch.compile keeps compiled graphs, and counts recompilations against its limit, per code
+    object. ``Trainer.train_step`` is one code object for every model, so each new model would
+    recompile the others' entry and, after eight models, fall back to eager. A copy per step
+    function gives each its own cache.
+    """
+    if isinstance(fn, types.MethodType):
+        return types.MethodType(_with_own_code(fn.__func__), fn.__self__)
+    if not isinstance(fn, types.FunctionType):
+        return fn  # a callable object or builtin: compiled as it is
+    code = fn.__code__.replace()  # an equal but distinct code object
+    copy = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__qualname__ = fn.__qualname__
+    copy.__dict__.update(fn.__dict__)
+    return copy
+
+
+def compile_step(fn: Callable, **torch_compile_kwargs: Any) -> Callable:
+    """``fn`` compiled with its own compile cache, its first call run eagerly (see the module doc)."""
+    compiled = torch.compile(_with_own_code(fn), **torch_compile_kwargs)
+    state = {"built": False}
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if state["built"]:
+            return compiled(*args, **kwargs)
+        out = fn(*args, **kwargs)
+        state["built"] = True
+        return out
+
+    return run
+
+
+_compiled_methods: weakref.WeakKeyDictionary[Any, dict[str, tuple[Callable, Callable]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def compiled_method(owner: Any, name: str, **torch_compile_kwargs: Any) -> Callable:
+    """``owner.<name>`` compiled by :func:`compile_step`, once per owner and method.
+
+    The compiled function takes ``owner`` as an argument rather than binding it, so the cache
+    (keyed weakly on ``owner``) does not keep the owner alive, and a copy of the owner never
+    runs the original's step.
+    """
+    bound = getattr(owner, name)
+    func = getattr(bound, "__func__", None)
+    if getattr(bound, "__self__", None) is not owner or func is None:
+        return compile_step(bound, **torch_compile_kwargs)  # an instance attribute: not cached
+    per_owner = _compiled_methods.setdefault(owner, {})
+    cached = per_owner.get(name)
+    if cached is None or cached[0] is not func:
+        cached = per_owner[name] = (func, compile_step(func, **torch_compile_kwargs))
+    return functools.partial(cached[1], owner)
+
+
+def forget_compiled(owner: Any) -> None:
+    """Drop ``owner``'s compiled methods (its compile options changed)."""
+    _compiled_methods.pop(owner, None)
 
 
 def function(
@@ -59,7 +129,7 @@ def function(
                 opts = dict(torch_compile_kwargs)
                 if reduce_retracing:
                     opts.setdefault("dynamic", True)
-                compiled[0] = torch.compile(f, **opts)
+                compiled[0] = compile_step(f, **opts)
             return compiled[0](*args, **kwargs)
 
         run.python_function = f  # type: ignore[attr-defined]

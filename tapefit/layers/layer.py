@@ -12,7 +12,8 @@ Keras shape so that ``get_weights`` and initialisers see Keras's layout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,21 @@ _structure_version = [0]
 
 def _structure_changed() -> None:
     _structure_version[0] += 1
+
+
+def _structure_cached(owner: Any, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, cached on ``owner`` until any layer's structure changes.
+
+    Under torch.compile it is computed afresh: a compiled step then guards on the model's own
+    modules instead of on the global counter, which building any other model would bump (and
+    so recompile every compiled step in the process).
+    """
+    if torch.compiler.is_compiling():
+        return compute()
+    cached = owner.__dict__.get(key)
+    if cached is None or cached[0] != _structure_version[0]:
+        cached = owner.__dict__[key] = (_structure_version[0], compute())
+    return cached[1]
 
 
 class Layer(CallMixin, nn.Module):
@@ -167,12 +183,21 @@ class Layer(CallMixin, nn.Module):
     add_variable = add_weight
 
     def _weight_device(self) -> torch.device:
-        cached = self.__dict__.get("_first_param")
-        if cached is not None and cached[0] == _structure_version[0]:
-            return cached[1].device if cached[1] is not None else config.get_device()
-        first = next(self.parameters(), None)
-        self.__dict__["_first_param"] = (_structure_version[0], first)
+        first = _structure_cached(self, "_first_param", lambda: next(self.parameters(), None))
         return first.device if first is not None else config.get_device()
+
+    def __deepcopy__(self, memo: dict) -> Layer:
+        """A deep copy that keeps what tapefit stores on its weights (``path``, ``constraint``),
+        which ``Parameter.__deepcopy__`` drops."""
+        for param in self.parameters():
+            if param.__dict__ and id(param) not in memo:
+                twin = copy.deepcopy(param, memo)
+                twin.__dict__.update(copy.deepcopy(param.__dict__, memo))
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            clone.__dict__[key] = copy.deepcopy(value, memo)
+        return clone
 
     def _own_weights(self) -> list[torch.Tensor]:
         return [getattr(self, n) for n in self._weight_names]
@@ -180,17 +205,16 @@ class Layer(CallMixin, nn.Module):
     @property
     def weights(self) -> list[torch.Tensor]:
         """Own weights in creation order, then each sub-layer's, without duplicates (shared layers)."""
-        cached = self.__dict__.get("_weights_cache")
-        if cached is not None and cached[0] == _structure_version[0]:
-            return list(cached[1])
+        return list(_structure_cached(self, "_weights_cache", self._unique_weights))
+
+    def _unique_weights(self) -> list[torch.Tensor]:
         out: list[torch.Tensor] = []
         seen: set[int] = set()
         for w in self._iter_weights():
             if id(w) not in seen:
                 seen.add(id(w))
                 out.append(w)
-        self.__dict__["_weights_cache"] = (_structure_version[0], out)
-        return list(out)
+        return out
 
     def _iter_weights(self):
         yield from self._own_weights()
@@ -321,16 +345,15 @@ class Layer(CallMixin, nn.Module):
 
     def _loss_layers(self) -> list[Layer]:
         """The layers inside this one that have regularisers or have added activity losses."""
-        cached = self.__dict__.get("_loss_layers_cache")
-        if cached is not None and cached[0] == _structure_version[0]:
-            return cached[1]
-        found = [
-            m
-            for m in self.modules()
-            if isinstance(m, Layer) and (m._weight_regularizers or m.__dict__.get("_adds_losses"))
-        ]
-        self.__dict__["_loss_layers_cache"] = (_structure_version[0], found)
-        return found
+        return _structure_cached(
+            self,
+            "_loss_layers_cache",
+            lambda: [
+                m
+                for m in self.modules()
+                if isinstance(m, Layer) and (m._weight_regularizers or m.__dict__.get("_adds_losses"))
+            ],
+        )
 
     @property
     def losses(self) -> list[torch.Tensor]:

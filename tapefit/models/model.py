@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..layers._calling import _call_context
-from ..layers.layer import Layer, _structure_version
+from ..layers.layer import Layer, _structure_cached
 from ..layers.symbolic import KerasTensor, _flatten, map_structure
 from ..metrics import Metric
 from ..trainers.trainer import Trainer
@@ -142,11 +142,11 @@ class Model(Trainer, Layer):
     def _inner_models(self) -> list[Model]:
         """The models nested in this one, cached per structure version (custom steps read
         ``self.metrics`` every batch; walking every module each time would cost more than the step's glue)."""
-        cached = self.__dict__.get("_inner_models_cache")
-        if cached is None or cached[0] != _structure_version[0]:
-            found = [m for m in self.modules() if m is not self and isinstance(m, Model)]
-            cached = self.__dict__["_inner_models_cache"] = (_structure_version[0], found)
-        return cached[1]
+        return _structure_cached(
+            self,
+            "_inner_models_cache",
+            lambda: [m for m in self.modules() if m is not self and isinstance(m, Model)],
+        )
 
     # --------------------------------------------------------------- calling
     def call(self, *args: Any, **kwargs: Any) -> Any:
@@ -197,7 +197,8 @@ class Model(Trainer, Layer):
             and args
             and isinstance(args[0], (torch.Tensor, list, tuple, dict))
         ):
-            if len(args) == 1 and type(args[0]) is torch.Tensor:
+            if len(args) == 1 and type(args[0]) is torch.Tensor and not torch.compiler.is_compiling():
+                # The cache would be a guard in a compiled step: traced, the check runs at trace time.
                 shape, checked = args[0].shape, self.__dict__.get("_checked_shape")
                 if checked is None or checked[0] is not self._graph or checked[1] != shape:
                     self._check_input_shapes(args[0])  # once per graph and batch shape

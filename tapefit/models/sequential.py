@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..layers._calling import _call_context
-from ..layers.layer import Layer, _structure_changed, _structure_version
+from ..layers.layer import Layer, _structure_cached, _structure_changed
 from ..layers.symbolic import Input, InputLayer, KerasTensor
 from .model import Model, _check_shape
 
@@ -161,15 +161,14 @@ class Sequential(Model):
 
     def _layer_tuple(self) -> tuple[Layer, ...]:
         """The layers as a tuple, cached per structure version (iterating the ModuleList costs more)."""
-        cached = self.__dict__.get("_layer_tuple_cache")
-        if cached is None or cached[0] != _structure_version[0]:
-            cached = self.__dict__["_layer_tuple_cache"] = (_structure_version[0], tuple(self._stack))
-        return cached[1]
+        return _structure_cached(self, "_layer_tuple_cache", lambda: tuple(self._stack))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._input is not None and _call_context[1] == 0 and args and isinstance(args[0], torch.Tensor):
             shape, checked = args[0].shape, self.__dict__.get("_checked_shape")
-            if checked is None or checked[0] is not self._input or checked[1] != shape:
+            if torch.compiler.is_compiling():  # traced, it runs at trace time; a cache would be a guard
+                _check_shape(self.name, self._input, tuple(shape))
+            elif checked is None or checked[0] is not self._input or checked[1] != shape:
                 _check_shape(self.name, self._input, tuple(shape))  # once per input spec and batch shape
                 self.__dict__["_checked_shape"] = (self._input, shape)
         return Layer.__call__(self, *args, **kwargs)

@@ -15,6 +15,7 @@ bias corrections stay tensors, so ``apply`` is sync-free and traceable by ``torc
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 import warnings
@@ -443,6 +444,19 @@ class Optimizer(GroupingMixin, AccumulationMixin, StateIOMixin):
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """Multiply the loss by ``loss_scale_factor`` (if set) before computing gradients."""
         return loss * self.loss_scale_factor if self.loss_scale_factor is not None else loss
+
+    def __deepcopy__(self, memo: dict) -> Optimizer:
+        """A copy whose state follows the copied variables (``copy.deepcopy(model)`` copies the
+        model's optimizer with it): variables are known by identity, so the ids are re-keyed."""
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            clone.__dict__[key] = copy.deepcopy(value, memo)
+        clone._index = {id(v): i for i, v in enumerate(clone._trainable_variables)}
+        clone._exclude_ids = {id(memo[i]) if i in memo else i for i in self._exclude_ids}
+        clone._warned_missing = set()
+        clone._reset_groups()
+        return clone
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"

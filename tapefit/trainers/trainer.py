@@ -18,6 +18,7 @@ import torch
 from .. import distribute
 from .. import metrics as metrics_lib
 from ..callbacks import CallbackList
+from ..jit import compiled_method
 from ..utils.random import get_rng_state, set_rng_state
 from .compile_utils import CompileLoss, CompileMetrics
 from .compiling import CompileMixin
@@ -151,7 +152,7 @@ class Trainer(CompileMixin):
                 and self._device().type == "cuda"
                 and type(self).train_step is Trainer.train_step
             ):
-                return torch.compile(step)
+                return compiled_method(self, "train_step")
         return step  # evaluate/predict run their whole loop under one torch.no_grad()
 
     # ----------------------------------------------------------------- fit
