@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.compiler import is_dynamo_compiling as _tracing
 
 from .. import config, constraints, initializers, regularizers
 from .._naming import to_snake_case, unique_name
@@ -45,7 +46,7 @@ def _structure_cached(owner: Any, key: str, compute: Callable[[], Any]) -> Any:
     modules instead of on the global counter, which building any other model would bump (and
     so recompile every compiled step in the process).
     """
-    if torch.compiler.is_compiling():
+    if _tracing():
         return compute()
     cached = owner.__dict__.get(key)
     if cached is None or cached[0] != _structure_version[0]:

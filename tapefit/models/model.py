@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.compiler import is_dynamo_compiling as _tracing
 
 from ..layers._calling import _call_context
 from ..layers.layer import Layer, _structure_cached
@@ -197,7 +198,7 @@ class Model(Trainer, Layer):
             and args
             and isinstance(args[0], (torch.Tensor, list, tuple, dict))
         ):
-            if len(args) == 1 and type(args[0]) is torch.Tensor and not torch.compiler.is_compiling():
+            if len(args) == 1 and type(args[0]) is torch.Tensor and not _tracing():
                 # The cache would be a guard in a compiled step: traced, the check runs at trace time.
                 shape, checked = args[0].shape, self.__dict__.get("_checked_shape")
                 if checked is None or checked[0] is not self._graph or checked[1] != shape:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.compiler import is_dynamo_compiling as _tracing
 
 from ..layers._calling import _call_context
 from ..layers.layer import Layer, _structure_cached, _structure_changed
@@ -166,7 +167,7 @@ class Sequential(Model):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._input is not None and _call_context[1] == 0 and args and isinstance(args[0], torch.Tensor):
             shape, checked = args[0].shape, self.__dict__.get("_checked_shape")
-            if torch.compiler.is_compiling():  # traced, it runs at trace time; a cache would be a guard
+            if _tracing():  # traced, it runs at trace time; a cache would be a guard
                 _check_shape(self.name, self._input, tuple(shape))
             elif checked is None or checked[0] is not self._input or checked[1] != shape:
                 _check_shape(self.name, self._input, tuple(shape))  # once per input spec and batch shape
