@@ -119,3 +119,39 @@ def test_function_runs_its_first_call_eagerly_then_compiled_without_recompiling(
         step(x)  # a recompilation would raise (error_on_recompile)
     assert counters["stats"]["unique_graphs"] == graphs
     assert int(optimizer.iterations) == 5
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_a_compiled_train_step_breaks_only_at_backward(policy, fast_compile):
+    from torch._dynamo.utils import counters
+
+    layers = tapefit.layers
+    tapefit.mixed_precision.set_global_policy(policy)
+    try:
+        model = tapefit.Sequential(
+            [
+                tapefit.Input((8, 8, 3)),
+                layers.Conv2D(8, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(),
+                layers.Activation("gelu"),
+                layers.MaxPooling2D(),
+                layers.Flatten(),
+                layers.Dense(5),
+                layers.Activation("softmax", dtype="float32"),  # leaves the autocast region
+            ]
+        )
+    finally:
+        tapefit.mixed_precision.set_global_policy("float32")
+    model.compile(
+        optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 8, 8, 3), dtype=np.float32), rng.integers(0, 5, 32)
+    counters.clear()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    # Two graphs: up to the loss, and from after backward() (which dynamo does not trace) on.
+    assert counters["stats"]["unique_graphs"] == 2
+    (reason,) = counters["graph_break"]  # one reason, whatever torch's wording
+    assert "backward" in reason
+        "Unsupported Tensor.backward() call"
+    ]
