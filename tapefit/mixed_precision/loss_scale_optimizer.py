@@ -3,9 +3,10 @@
 The loss is multiplied by ``scale`` before the backward pass so that small float16 gradients do
 not flush to zero; ``apply`` divides the gradients back, skips the step (and halves the scale)
 when any gradient is not finite, and doubles the scale after ``dynamic_growth_steps`` good
-steps. Deciding to skip a step needs the "all finite" flag on the host: one device sync per
-step, the price every float16 loss scaler pays (torch's GradScaler too). bfloat16 needs no
-loss scaling.
+steps. The scale and the good-step counter are tensors updated on the device, so a compiled
+step neither reads them back nor recompiles when they change. Deciding to skip a step needs the
+"all finite" flag on the host: one device sync per step, the price every float16 loss scaler
+pays (torch's GradScaler too, outside its fused optimizers). bfloat16 needs no loss scaling.
 """
 
 from __future__ import annotations
@@ -44,15 +45,28 @@ class LossScaleOptimizer:
         self.dynamic_growth_steps = int(dynamic_growth_steps)
         self.name = name or f"loss_scale_{self.inner_optimizer.name}"
         self.initial_scale = float(initial_scale)
-        self._scale = self.initial_scale
-        self._good_steps = 0
+        # Shape (1,), float32 and int32: what torch's unscale and scale-update kernels take.
+        self._scale = torch.full((1,), self.initial_scale, dtype=torch.float32)
+        self._step_counter = torch.zeros((1,), dtype=torch.int32)
 
     @property
-    def dynamic_scale(self) -> float:
-        return self._scale
+    def dynamic_scale(self) -> torch.Tensor:
+        """The current loss scale (a 0-d view of the device tensor, as Keras's variable)."""
+        return self._scale.reshape(())
+
+    @property
+    def step_counter(self) -> torch.Tensor:
+        """Finite steps since the scale last changed."""
+        return self._step_counter.reshape(())
+
+    def _follow(self, device: torch.device) -> None:
+        if self._scale.device != device:
+            self._scale = self._scale.to(device)
+            self._step_counter = self._step_counter.to(device)
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        return loss * self._scale
+        self._follow(loss.device)
+        return loss * self._scale.reshape(())
 
     def apply(self, grads: Iterable[Any], trainable_variables: Iterable[torch.Tensor] | None = None) -> None:
         grads = list(grads)
@@ -65,22 +79,26 @@ class LossScaleOptimizer:
             present = all_reduce_gradients(present)
             it = iter(present)
             grads = [None if g is None else next(it) for g in grads]
-            found_inf = torch.zeros(1, device=present[0].device)
-            inv_scale = torch.full((1,), 1.0 / self._scale, device=present[0].device)
+            self._follow(present[0].device)
+            found_inf = torch.zeros((1,), device=self._scale.device)
+            inv_scale = torch.reciprocal(self._scale)
             by_dtype: dict[tuple, list[torch.Tensor]] = {}
             for g in present:
                 by_dtype.setdefault((g.device, g.dtype), []).append(g)
             for group in by_dtype.values():
                 torch._amp_foreach_non_finite_check_and_unscale_(group, found_inf, inv_scale)
+            self._update_scale(found_inf)
             if found_inf.item():  # host sync: decides whether this step happens at all
-                self._scale /= 2.0
-                self._good_steps = 0
                 return
-        self._good_steps += 1
-        if self._good_steps >= self.dynamic_growth_steps:
-            self._scale *= 2.0
-            self._good_steps = 0
+        else:
+            self._update_scale(torch.zeros((1,), device=self._scale.device))
         self.inner_optimizer.apply(grads, variables)
+
+    def _update_scale(self, found_inf: torch.Tensor) -> None:
+        """Halve the scale on a non-finite step; double it after ``dynamic_growth_steps`` finite ones."""
+        torch._amp_update_scale_(
+            self._scale, self._step_counter, found_inf, 2.0, 0.5, self.dynamic_growth_steps
+        )
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, torch.Tensor]]) -> torch.Tensor:
         pairs = list(grads_and_vars)
@@ -95,14 +113,16 @@ class LossScaleOptimizer:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = dict(self.inner_optimizer.state_dict())
-        state["loss_scale/scale"] = torch.tensor(self._scale, dtype=torch.float64)
-        state["loss_scale/good_steps"] = torch.tensor(self._good_steps)
+        state["loss_scale/scale"] = self._scale.detach().reshape(()).to("cpu", torch.float64)
+        state["loss_scale/good_steps"] = self._step_counter.detach().reshape(()).to("cpu", torch.int64)
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         state = dict(state)
-        self._scale = float(state.pop("loss_scale/scale", self._scale))
-        self._good_steps = int(state.pop("loss_scale/good_steps", self._good_steps))
+        if "loss_scale/scale" in state:
+            self._scale.fill_(float(state.pop("loss_scale/scale")))
+        if "loss_scale/good_steps" in state:
+            self._step_counter.fill_(int(state.pop("loss_scale/good_steps")))
         self.inner_optimizer.load_state_dict(state)
 
     def get_config(self) -> dict[str, Any]:

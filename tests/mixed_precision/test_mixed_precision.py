@@ -183,3 +183,61 @@ def test_compile_wraps_for_a_model_whose_own_policy_is_mixed_float16():
     model = tapefit.Model(inp, layers.Dense(2)(inp), dtype="mixed_float16")  # the global policy is float32
     model.compile(optimizer="sgd", loss="mse")
     assert isinstance(model.optimizer, LossScaleOptimizer)
+
+
+def test_the_scale_follows_keras_rule_step_by_step():
+    """Keras: halve and reset the counter on a non-finite step; double when the counter would
+    reach ``dynamic_growth_steps``. Hand-computed for growth every 3 finite steps."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = LossScaleOptimizer(tapefit.optimizers.SGD(0.0), initial_scale=16.0, dynamic_growth_steps=3)
+    pattern = [1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 1]  # 1: finite gradient, 0: inf
+    scales, counters = [], []
+    for finite in pattern:
+        opt.apply([torch.tensor([1.0 if finite else float("inf")])], [w])
+        scales.append(float(opt.dynamic_scale))
+        counters.append(int(opt.step_counter))
+    assert scales == [16, 16, 32, 32, 16, 16, 16, 32, 16, 8, 8]
+    assert counters == [1, 2, 0, 1, 0, 1, 2, 0, 0, 0, 1]
+    assert int(opt.iterations) == pattern.count(1)
+    restored = LossScaleOptimizer(tapefit.optimizers.SGD(0.0), dynamic_growth_steps=3)
+    restored.load_state_dict(opt.state_dict())
+    assert float(restored.dynamic_scale) == 8.0 and int(restored.step_counter) == 1
+
+
+def test_a_compiled_float16_step_keeps_its_graphs_while_the_scale_moves(monkeypatch):
+    """The scale lives in a device tensor: changing it does not recompile the step. The one
+    recompilation allowed is the skip branch (the first non-finite step). Python numbers are
+    specialised here, as torch 2.4 does by default (later versions make them dynamic)."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    tapefit.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tapefit.Sequential(
+            [tapefit.Input((6,)), layers.Dense(16, activation="relu"), layers.Dense(3)]
+        )
+    finally:
+        tapefit.mixed_precision.set_global_policy("float32")
+    opt = LossScaleOptimizer(tapefit.optimizers.SGD(0.01), initial_scale=2.0**10, dynamic_growth_steps=1)
+    model.compile(
+        optimizer=opt, loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6), dtype=np.float32), rng.integers(0, 3, 64)
+    scales: list[float] = []
+    record = tapefit.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: scales.append(float(opt.dynamic_scale))
+    )
+    torch._dynamo.reset()
+    counters.clear()
+    with torch._dynamo.config.patch(specialize_float=True, automatic_dynamic_shapes=False):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[record])
+        graphs = counters["stats"]["unique_graphs"]
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[record])
+    # About four graphs (split at backward() and at the skip decision), not one per scale value.
+    assert counters["stats"]["unique_graphs"] == graphs <= 6
+    assert len(set(scales)) > 5 and min(scales[8:]) < max(scales)  # it grew, overflowed and halved
+    assert int(opt.iterations) < len(scales)  # some steps were skipped
+    torch._dynamo.reset()
