@@ -20,6 +20,8 @@ __all__ = [
     "image_data_format",
     "set_image_data_format",
     "enable_op_determinism",
+    "cudnn_autotune",
+    "set_cudnn_autotune",
     "tapefit_home",
 ]
 
@@ -27,6 +29,7 @@ _device: torch.device | None = None
 _floatx = "float32"
 _epsilon = 1e-7
 _image_data_format = "channels_last"
+_cudnn_autotune = True
 
 
 def get_device() -> torch.device:
@@ -102,6 +105,38 @@ def enable_op_determinism() -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+
+
+def cudnn_autotune() -> bool:
+    """Whether fit/evaluate/predict on CUDA turn on cuDNN autotuning (see :func:`set_cudnn_autotune`)."""
+    return _cudnn_autotune
+
+
+def set_cudnn_autotune(enabled: bool) -> None:
+    """Let cuDNN time its convolution algorithms for each new input shape and keep the fastest.
+
+    TensorFlow autotunes by default; torch leaves ``torch.backends.cudnn.benchmark`` off. With
+    this on (the default), ``fit``, ``evaluate`` and ``predict`` set that flag when they start on
+    CUDA, unless deterministic algorithms are on (:func:`enable_op_determinism`). Turn it off to
+    keep the flag as you set it, e.g. when input shapes change every batch (each new shape is
+    timed once).
+    """
+    global _cudnn_autotune
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_cudnn_autotune takes True or False, not {enabled!r}")
+    _cudnn_autotune = enabled
+
+
+def _autotune_for(device: torch.device) -> None:
+    """Turn cuDNN autotuning on for a run on ``device``, as :func:`set_cudnn_autotune` says."""
+    if (
+        device.type == "cuda"
+        and _cudnn_autotune
+        and not torch.backends.cudnn.benchmark
+        and not torch.backends.cudnn.deterministic
+        and not torch.are_deterministic_algorithms_enabled()
+    ):
+        torch.backends.cudnn.benchmark = True
 
 
 def tapefit_home() -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .. import distribute
+from .. import config, distribute
 from .. import metrics as metrics_lib
 from ..callbacks import CallbackList
 from ..jit import compiled_method
@@ -202,7 +202,7 @@ class Trainer(CompileMixin):
     ) -> Any:
         """Train for ``epochs`` epochs; returns a ``History`` (``.history`` dict of per-epoch values)."""
         self._assert_compiled("fit")
-        strategy = self._strategy_for_run()
+        strategy = self._begin_run()
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = train_validation_split(
                 (x, y, sample_weight), validation_split
@@ -324,8 +324,10 @@ class Trainer(CompileMixin):
             state.logs.load_state_dict(resume.logs_tensors, resume.logs_meta, self._device())
         return resume.step
 
-    def _strategy_for_run(self) -> Any:
-        """The distribution strategy for this fit/evaluate/predict (None on one process)."""
+    def _begin_run(self) -> Any:
+        """Set up a fit/evaluate/predict: cuDNN autotuning on CUDA (``config.set_cudnn_autotune``)
+        and the distribution strategy, which is returned (None on one process)."""
+        config._autotune_for(self._device())
         strategy = distribute.strategy_for(self)
         if strategy is not None:
             strategy.prepare_model(self)
@@ -410,7 +412,7 @@ class Trainer(CompileMixin):
     ) -> Any:
         """Loss and metrics on the data: a scalar, ``[loss, *metrics]``, or a dict with return_dict."""
         self._assert_compiled("evaluate")
-        strategy = self._strategy_for_run()
+        strategy = self._begin_run()
         iterator = EpochIterator(
             get_adapter(x, y, sample_weight, batch_size, False, None, self._device()), steps
         )
@@ -434,7 +436,7 @@ class Trainer(CompileMixin):
         callbacks: Any = None,
     ) -> Any:
         """Outputs for every input row, as numpy arrays (with the model's output structure)."""
-        strategy = self._strategy_for_run()
+        strategy = self._begin_run()
         iterator = EpochIterator(get_adapter(x, None, None, batch_size, False, None, self._device()), steps)
         if strategy is not None and not strategy.shard_input(iterator.adapter, training=False):
             strategy = None  # too few rows to split: every rank predicts all of them
