@@ -102,13 +102,19 @@ def make_loss(kind: str) -> Any:
 
 
 def build_tapefit(kind: str, train_step: bool = False, compiled: bool = True, seed: int = 0) -> tapefit.Model:
-    """The tapefit model (a ``Sequential``, or one wrapped in :class:`TrainStepModel`), compiled."""
+    """The tapefit model (a ``Sequential``, or one wrapped in :class:`TrainStepModel`), compiled.
+
+    ``jit_compile=False``: these rows compare eager steps with the eager hand loop on every
+    device ("auto" would compile on CUDA); the airbench workload pairs compiled with compiled.
+    """
     tapefit.utils.set_random_seed(seed)
     model: tapefit.Model = tapefit.Sequential(_layers(kind))
     if train_step:
         model = TrainStepModel(model)
     if compiled:
-        model.compile(optimizer=make_optimizer(kind), loss=make_loss(kind), metrics=["accuracy"])
+        model.compile(
+            optimizer=make_optimizer(kind), loss=make_loss(kind), metrics=["accuracy"], jit_compile=False
+        )
     return model
 
 
