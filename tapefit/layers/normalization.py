@@ -32,6 +32,33 @@ def _ser_constraint(constraint: Any) -> Any:
     return None if constraint is None else constraints.serialize(constraint)
 
 
+def _scale_and_center(layer: Layer, shape: Sequence[int], scale: bool, center: bool) -> None:
+    """Create ``layer.gamma`` and ``layer.beta`` (``None`` when not used) with the layer's
+    initializers, regularizers and constraints."""
+    layer.gamma = (
+        layer.add_weight(
+            tuple(shape),
+            layer.gamma_initializer,
+            name="gamma",
+            regularizer=layer.gamma_regularizer,
+            constraint=layer.gamma_constraint,
+        )
+        if scale
+        else None
+    )
+    layer.beta = (
+        layer.add_weight(
+            tuple(shape),
+            layer.beta_initializer,
+            name="beta",
+            regularizer=layer.beta_regularizer,
+            constraint=layer.beta_constraint,
+        )
+        if center
+        else None
+    )
+
+
 class BatchNormalization(Layer):
     """Normalizes each feature (``axis``) with batch statistics in training and moving ones in inference.
 
@@ -109,28 +136,7 @@ class BatchNormalization(Layer):
                 f"BatchNormalization {self.name!r}: axis {self.axis} of the input must have a "
                 f"known size, got shape {tuple(input_shape)}."
             )
-        self.gamma = (
-            self.add_weight(
-                (dim,),
-                self.gamma_initializer,
-                name="gamma",
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-            )
-            if self.scale
-            else None
-        )
-        self.beta = (
-            self.add_weight(
-                (dim,),
-                self.beta_initializer,
-                name="beta",
-                regularizer=self.beta_regularizer,
-                constraint=self.beta_constraint,
-            )
-            if self.center
-            else None
-        )
+        _scale_and_center(self, (dim,), self.scale, self.center)
         self.moving_mean = self.add_weight(
             (dim,), self.moving_mean_initializer, name="moving_mean", trainable=False
         )
@@ -261,28 +267,7 @@ class LayerNormalization(Layer):
         self._trailing = self._axes == list(range(ndim - len(shape), ndim))
         self._broadcast = [input_shape[d] if d in self._axes else 1 for d in range(ndim)]
         use_gamma, use_beta = self.scale or self.rms_scaling, self.center and not self.rms_scaling
-        self.gamma = (
-            self.add_weight(
-                shape,
-                self.gamma_initializer,
-                name="gamma",
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-            )
-            if use_gamma
-            else None
-        )
-        self.beta = (
-            self.add_weight(
-                shape,
-                self.beta_initializer,
-                name="beta",
-                regularizer=self.beta_regularizer,
-                constraint=self.beta_constraint,
-            )
-            if use_beta
-            else None
-        )
+        _scale_and_center(self, shape, use_gamma, use_beta)
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -373,28 +358,7 @@ class GroupNormalization(Layer):
                 f"{groups} equal groups; choose groups that divide {dim}."
             )
         self._groups = groups
-        self.gamma = (
-            self.add_weight(
-                (dim,),
-                self.gamma_initializer,
-                name="gamma",
-                regularizer=self.gamma_regularizer,
-                constraint=self.gamma_constraint,
-            )
-            if self.scale
-            else None
-        )
-        self.beta = (
-            self.add_weight(
-                (dim,),
-                self.beta_initializer,
-                name="beta",
-                regularizer=self.beta_regularizer,
-                constraint=self.beta_constraint,
-            )
-            if self.center
-            else None
-        )
+        _scale_and_center(self, (dim,), self.scale, self.center)
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
