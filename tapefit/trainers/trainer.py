@@ -470,6 +470,12 @@ class Trainer(CompileMixin):
         return concat_to_numpy(outputs)
 
     # ----------------------------------------------------- single batches
+    def _whole_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None) -> Any:
+        """All the rows given as one batch on the model's device (the ``*_on_batch`` methods)."""
+        adapter = get_adapter(x, y, sample_weight, None, False, class_weight, self._device())
+        adapter.batch_size = adapter.n
+        return next(adapter.epoch())
+
     def train_on_batch(
         self,
         x: Any,
@@ -479,26 +485,20 @@ class Trainer(CompileMixin):
         return_dict: bool = False,
     ) -> Any:
         self._assert_compiled("train_on_batch")
-        adapter = get_adapter(x, y, sample_weight, None, False, class_weight, self._device())
-        adapter.batch_size = adapter.n
+        batch = self._whole_batch(x, y, sample_weight, class_weight)
         self.reset_metrics()
-        logs = to_python(flatten_logs(self.train_step(next(adapter.epoch()))))
-        return format_logs(logs, return_dict)
+        return format_logs(to_python(flatten_logs(self.train_step(batch))), return_dict)
 
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
     ) -> Any:
         self._assert_compiled("test_on_batch")
-        adapter = get_adapter(x, y, sample_weight, None, False, None, self._device())
-        adapter.batch_size = adapter.n
+        batch = self._whole_batch(x, y, sample_weight)
         self.reset_metrics()
         with torch.no_grad():
-            logs = to_python(flatten_logs(self.test_step(next(adapter.epoch()))))
-        return format_logs(logs, return_dict)
+            return format_logs(to_python(flatten_logs(self.test_step(batch))), return_dict)
 
     def predict_on_batch(self, x: Any) -> Any:
-        adapter = get_adapter(x, None, None, None, False, None, self._device())
-        adapter.batch_size = adapter.n
+        batch = self._whole_batch(x)
         with torch.no_grad():
-            return concat_to_numpy([self.predict_step(next(adapter.epoch()))])
-
+            return concat_to_numpy([self.predict_step(batch)])
