@@ -156,7 +156,7 @@ def _fit(policy: str, arrays: tuple[torch.Tensor, ...], epochs: int, batch: int,
         "policy": policy,
         "optimizer": type(optimizer).__name__
         + (f"({type(optimizer.inner_optimizer).__name__})" if hasattr(optimizer, "inner_optimizer") else ""),
-        "loss_scale": getattr(optimizer, "dynamic_scale", None),
+        "loss_scale": float(optimizer.dynamic_scale) if hasattr(optimizer, "inner_optimizer") else None,
         "accuracy": float(result["accuracy"]),
         "train_loss": float(history["loss"][-1]),
         "samples_per_s": steady,

@@ -30,6 +30,7 @@ _floatx = "float32"
 _epsilon = 1e-7
 _image_data_format = "channels_last"
 _cudnn_autotune = True
+_benchmark_before: bool | None = None  # torch's flag before tapefit turned it on
 
 
 def get_device() -> torch.device:
@@ -117,18 +118,22 @@ def set_cudnn_autotune(enabled: bool) -> None:
 
     TensorFlow autotunes by default; torch leaves ``torch.backends.cudnn.benchmark`` off. With
     this on (the default), ``fit``, ``evaluate`` and ``predict`` set that flag when they start on
-    CUDA, unless deterministic algorithms are on (:func:`enable_op_determinism`). Turn it off to
-    keep the flag as you set it, e.g. when input shapes change every batch (each new shape is
-    timed once).
+    CUDA, unless deterministic algorithms are on (:func:`enable_op_determinism`). Turning it off
+    puts back the flag tapefit changed and leaves it to you from then on, e.g. when input shapes
+    change every batch (each new shape is timed once).
     """
-    global _cudnn_autotune
+    global _cudnn_autotune, _benchmark_before
     if not isinstance(enabled, bool):
         raise TypeError(f"set_cudnn_autotune takes True or False, not {enabled!r}")
     _cudnn_autotune = enabled
+    if not enabled and _benchmark_before is not None:
+        torch.backends.cudnn.benchmark = _benchmark_before
+        _benchmark_before = None
 
 
 def _autotune_for(device: torch.device) -> None:
     """Turn cuDNN autotuning on for a run on ``device``, as :func:`set_cudnn_autotune` says."""
+    global _benchmark_before
     if (
         device.type == "cuda"
         and _cudnn_autotune
@@ -136,6 +141,7 @@ def _autotune_for(device: torch.device) -> None:
         and not torch.backends.cudnn.deterministic
         and not torch.are_deterministic_algorithms_enabled()
     ):
+        _benchmark_before = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = True
 
 

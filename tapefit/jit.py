@@ -24,6 +24,9 @@ from . import config
 
 __all__ = ["function"]
 
+# True while dynamo traces (a constant in the graph); a third of ``is_compiling``'s cost in eager.
+_tracing = torch.compiler.is_dynamo_compiling
+
 
 def _should_compile(jit_compile: bool | str) -> bool:
     if jit_compile == "auto":
@@ -53,7 +56,7 @@ def _with_own_code(fn: Callable) -> Callable:
     return copy
 
 
-def compile_step(fn: Callable, **torch_compile_kwargs: Any) -> Callable:
+def _compile_step(fn: Callable, **torch_compile_kwargs: Any) -> Callable:
     """``fn`` compiled with its own compile cache, its first call run eagerly (see the module doc)."""
     compiled = torch.compile(_with_own_code(fn), **torch_compile_kwargs)
     state = {"built": False}
@@ -74,8 +77,8 @@ _compiled_methods: weakref.WeakKeyDictionary[Any, dict[str, tuple[Callable, Call
 )
 
 
-def compiled_method(owner: Any, name: str, **torch_compile_kwargs: Any) -> Callable:
-    """``owner.<name>`` compiled by :func:`compile_step`, once per owner and method.
+def _compiled_method(owner: Any, name: str, **torch_compile_kwargs: Any) -> Callable:
+    """``owner.<name>`` compiled by :func:`_compile_step`, once per owner and method.
 
     The compiled function takes ``owner`` as an argument rather than binding it, so the cache
     (keyed weakly on ``owner``) does not keep the owner alive, and a copy of the owner never
@@ -84,15 +87,15 @@ def compiled_method(owner: Any, name: str, **torch_compile_kwargs: Any) -> Calla
     bound = getattr(owner, name)
     func = getattr(bound, "__func__", None)
     if getattr(bound, "__self__", None) is not owner or func is None:
-        return compile_step(bound, **torch_compile_kwargs)  # an instance attribute: not cached
+        return _compile_step(bound, **torch_compile_kwargs)  # an instance attribute: not cached
     per_owner = _compiled_methods.setdefault(owner, {})
     cached = per_owner.get(name)
     if cached is None or cached[0] is not func:
-        cached = per_owner[name] = (func, compile_step(func, **torch_compile_kwargs))
+        cached = per_owner[name] = (func, _compile_step(func, **torch_compile_kwargs))
     return functools.partial(cached[1], owner)
 
 
-def forget_compiled(owner: Any) -> None:
+def _forget_compiled(owner: Any) -> None:
     """Drop ``owner``'s compiled methods (its compile options changed)."""
     _compiled_methods.pop(owner, None)
 
@@ -129,7 +132,7 @@ def function(
                 opts = dict(torch_compile_kwargs)
                 if reduce_retracing:
                     opts.setdefault("dynamic", True)
-                compiled[0] = compile_step(f, **opts)
+                compiled[0] = _compile_step(f, **opts)
             return compiled[0](*args, **kwargs)
 
         run.python_function = f  # type: ignore[attr-defined]

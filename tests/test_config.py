@@ -51,9 +51,15 @@ def test_cudnn_autotuning_yields_to_determinism_and_to_the_user(cudnn_flags):
     config._autotune_for(torch.device("cuda"))
     assert not torch.backends.cudnn.benchmark
     torch.backends.cudnn.deterministic = False
-    config.set_cudnn_autotune(False)
+    config._autotune_for(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark
+    config.set_cudnn_autotune(False)  # puts back the flag tapefit changed...
+    assert not torch.backends.cudnn.benchmark
     config._autotune_for(torch.device("cuda"))
     assert not torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # ...and leaves the user's own setting alone
+    config.set_cudnn_autotune(False)
+    assert torch.backends.cudnn.benchmark
     with pytest.raises(TypeError, match="True or False"):
         config.set_cudnn_autotune("yes")
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.compiler import is_dynamo_compiling as _tracing
 
 from .. import config, constraints, initializers, regularizers
 from .._naming import to_snake_case, unique_name
+from ..jit import _tracing
 from ..mixed_precision import policy as mp_policy
 from ..mixed_precision.policy import DTypePolicy
 from ._calling import _LEAN_KEYS, CallMixin
@@ -191,9 +191,11 @@ class Layer(CallMixin, nn.Module):
         """A deep copy that keeps what tapefit stores on its weights (``path``, ``constraint``),
         which ``Parameter.__deepcopy__`` drops."""
         for param in self.parameters():
-            if param.__dict__ and id(param) not in memo:
+            if param.__dict__:  # also when copied earlier in this deepcopy (e.g. via an optimizer)
                 twin = copy.deepcopy(param, memo)
-                twin.__dict__.update(copy.deepcopy(param.__dict__, memo))
+                for key, value in param.__dict__.items():
+                    if key not in twin.__dict__:
+                        twin.__dict__[key] = copy.deepcopy(value, memo)
         clone = object.__new__(type(self))
         memo[id(self)] = clone
         for key, value in self.__dict__.items():

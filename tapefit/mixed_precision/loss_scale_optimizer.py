@@ -11,6 +11,7 @@ pays (torch's GradScaler too, outside its fused optimizers). bfloat16 needs no l
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,10 +40,16 @@ class LossScaleOptimizer:
         dynamic_growth_steps: int = 2000,
         name: str | None = None,
     ):
+        from ..jit import _with_own_code
         from ..optimizers import get
 
+        if int(dynamic_growth_steps) < 1:
+            raise ValueError(f"dynamic_growth_steps must be at least 1, got {dynamic_growth_steps!r}.")
         self.inner_optimizer = get(inner_optimizer)
         self.dynamic_growth_steps = int(dynamic_growth_steps)
+        # The skip decision breaks a compiled step's graph here; dynamo then compiles the rest of
+        # ``apply`` on its own, per code object: a private copy keeps each optimizer's graphs apart.
+        self.apply = types.MethodType(_with_own_code(type(self).apply), self)
         self.name = name or f"loss_scale_{self.inner_optimizer.name}"
         self.initial_scale = float(initial_scale)
         # Shape (1,), float32 and int32: what torch's unscale and scale-update kernels take.
@@ -80,7 +87,7 @@ class LossScaleOptimizer:
             it = iter(present)
             grads = [None if g is None else next(it) for g in grads]
             self._follow(present[0].device)
-            found_inf = torch.zeros((1,), device=self._scale.device)
+            found_inf = torch.zeros((1,), dtype=torch.float32, device=self._scale.device)
             inv_scale = torch.reciprocal(self._scale)
             by_dtype: dict[tuple, list[torch.Tensor]] = {}
             for g in present:
@@ -91,7 +98,7 @@ class LossScaleOptimizer:
             if found_inf.item():  # host sync: decides whether this step happens at all
                 return
         else:
-            self._update_scale(torch.zeros((1,), device=self._scale.device))
+            self._update_scale(torch.zeros((1,), dtype=torch.float32, device=self._scale.device))
         self.inner_optimizer.apply(grads, variables)
 
     def _update_scale(self, found_inf: torch.Tensor) -> None:
@@ -107,7 +114,7 @@ class LossScaleOptimizer:
 
     def __getattr__(self, name: str) -> Any:
         # learning_rate, iterations, variables, build, state_dict... come from the inner optimizer.
-        if name == "inner_optimizer":
+        if name == "inner_optimizer" or name.startswith("__"):  # copy/pickle protocols are our own
             raise AttributeError(name)
         return getattr(self.inner_optimizer, name)
 
@@ -121,8 +128,9 @@ class LossScaleOptimizer:
         state = dict(state)
         if "loss_scale/scale" in state:
             self._scale.fill_(float(state.pop("loss_scale/scale")))
-        if "loss_scale/good_steps" in state:
-            self._step_counter.fill_(int(state.pop("loss_scale/good_steps")))
+        if "loss_scale/good_steps" in state:  # at most one short of growing, as Keras's check allows
+            good = int(state.pop("loss_scale/good_steps"))
+            self._step_counter.fill_(min(good, self.dynamic_growth_steps - 1))
         self.inner_optimizer.load_state_dict(state)
 
     def get_config(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ as their last consumer has run.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -115,6 +116,20 @@ class GraphPlan:
                 else None
             )
             self.plan.append((node, out_slots, free, single))
+
+    def __deepcopy__(self, memo: dict) -> GraphPlan:
+        """A copy over the copied tensors: the value slots are keyed by tensor identity."""
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key != "_slot":
+                clone.__dict__[key] = copy.deepcopy(value, memo)
+        clone._slot = {id(copy.deepcopy(t, memo)): s for t, s in self._slot_tensors()}
+        return clone
+
+    def _slot_tensors(self) -> list[tuple[KerasTensor, int]]:
+        tensors = self.input_tensors + [t for node in self.nodes for t in node.output_tensors]
+        return [(t, self._slot[id(t)]) for t in tensors if id(t) in self._slot]
 
     def run(self, flat_inputs: list[torch.Tensor]) -> Any:
         values: list[Any] = [None] * self.n_slots

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.compiler import is_dynamo_compiling as _tracing
 
+from ..jit import _tracing
 from ..layers._calling import _call_context
 from ..layers.layer import Layer, _structure_cached, _structure_changed
 from ..layers.symbolic import Input, InputLayer, KerasTensor

@@ -13,7 +13,7 @@ from typing import Any
 from .. import distribute
 from .. import metrics as metrics_lib
 from .. import optimizers as optimizers_lib
-from ..jit import forget_compiled
+from ..jit import _forget_compiled
 from ..mixed_precision import LossScaleOptimizer
 from .compile_utils import CompiledLossShim, CompiledMetricsShim, CompileLoss, CompileMetrics
 
@@ -95,7 +95,7 @@ class CompileMixin:
             "steps_per_execution": steps_per_execution,
             "jit_compile": jit_compile,
         }
-        forget_compiled(self)
+        _forget_compiled(self)
 
     def _output_names_for_compile(self) -> list[str]:
         try:

@@ -18,7 +18,7 @@ import torch
 from .. import config, distribute
 from .. import metrics as metrics_lib
 from ..callbacks import CallbackList
-from ..jit import compiled_method
+from ..jit import _compiled_method
 from ..utils.random import get_rng_state, set_rng_state
 from .compile_utils import CompileLoss, CompileMetrics
 from .compiling import CompileMixin
@@ -152,7 +152,7 @@ class Trainer(CompileMixin):
                 and self._device().type == "cuda"
                 and type(self).train_step is Trainer.train_step
             ):
-                return compiled_method(self, "train_step")
+                return _compiled_method(self, "train_step")
         return step  # evaluate/predict run their whole loop under one torch.no_grad()
 
     # ----------------------------------------------------------------- fit
@@ -327,10 +327,10 @@ class Trainer(CompileMixin):
     def _begin_run(self) -> Any:
         """Set up a fit/evaluate/predict: cuDNN autotuning on CUDA (``config.set_cudnn_autotune``)
         and the distribution strategy, which is returned (None on one process)."""
-        config._autotune_for(self._device())
         strategy = distribute.strategy_for(self)
         if strategy is not None:
-            strategy.prepare_model(self)
+            strategy.prepare_model(self)  # may move the model to its rank's GPU
+        config._autotune_for(self._device())
         return strategy
 
     def _read_logs(self, logs: EpochLogs, strategy: Any, what: str) -> dict[str, Any]:

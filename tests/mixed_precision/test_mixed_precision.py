@@ -241,3 +241,56 @@ def test_a_compiled_float16_step_keeps_its_graphs_while_the_scale_moves(monkeypa
     assert len(set(scales)) > 5 and min(scales[8:]) < max(scales)  # it grew, overflowed and halved
     assert int(opt.iterations) < len(scales)  # some steps were skipped
     torch._dynamo.reset()
+
+
+def test_several_compiled_float16_models_never_recompile(monkeypatch):
+    """Each LossScaleOptimizer runs a private copy of ``apply``: the part after its skip decision
+    (a graph break) is compiled per optimizer, not shared (and recompiled) across models."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(3):
+            tapefit.mixed_precision.set_global_policy("mixed_float16")
+            try:
+                model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(8), layers.Dense(3)])
+            finally:
+                tapefit.mixed_precision.set_global_policy("float32")
+            model.compile(
+                optimizer=LossScaleOptimizer(tapefit.optimizers.SGD(0.01), initial_scale=8.0),
+                loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=True,
+            )
+            model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    torch._dynamo.reset()
+
+
+def test_old_state_dicts_load_and_a_counter_past_the_growth_point_grows_next():
+    old_format = {
+        "loss_scale/scale": torch.tensor(8.0, dtype=torch.float64),
+        "loss_scale/good_steps": torch.tensor(5),
+    }
+    opt = LossScaleOptimizer(tapefit.optimizers.SGD(0.0), dynamic_growth_steps=2)
+    old_format.update(opt.inner_optimizer.state_dict())
+    opt.load_state_dict(old_format)
+    assert float(opt.dynamic_scale) == 8.0 and int(opt.step_counter) == 1
+    w = torch.nn.Parameter(torch.ones(1))
+    opt.apply([torch.ones(1)], [w])
+    assert float(opt.dynamic_scale) == 16.0 and int(opt.step_counter) == 0
+    with pytest.raises(ValueError, match="dynamic_growth_steps"):
+        LossScaleOptimizer(tapefit.optimizers.SGD(), dynamic_growth_steps=0)
+
+
+def test_loss_scaling_works_under_a_float64_default_dtype():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        w = torch.nn.Parameter(torch.ones(1))
+        opt = LossScaleOptimizer(tapefit.optimizers.SGD(0.5), initial_scale=4.0)
+        opt.apply([torch.full((1,), 4.0)], [w])
+    finally:
+        torch.set_default_dtype(before)
+    assert float(w.detach()) == 0.5

@@ -57,3 +57,54 @@ def test_a_copy_keeps_weight_paths_constraints_and_weight_decay_exclusions():
         kernel.fill_(-1.0)
     opt.apply([torch.zeros_like(v) for v in twin.trainable_variables], twin.trainable_variables)
     assert float(kernel.detach().min()) == 0.0  # NonNeg applied by the copied optimizer to the copied kernel
+
+
+def test_functional_and_subclassed_models_copy_and_run():
+    inp = tapefit.Input((4,))
+    hidden = tapefit.layers.Dense(3, activation="relu")(inp)
+    functional = tapefit.Model(inp, [tapefit.layers.Dense(2)(hidden), hidden])
+
+    class Subclassed(tapefit.Model):
+        def __init__(self):
+            super().__init__()
+            self.inner = tapefit.layers.Dense(2)
+
+        def call(self, x):
+            return self.inner(x) * 2
+
+    subclassed = Subclassed()
+    x = torch.rand(5, 4)
+    for model in (functional, subclassed):
+        expected = model(x)
+        twin = copy.deepcopy(model)
+        got = twin(x)
+        expected = expected if isinstance(expected, list) else [expected]
+        got = got if isinstance(got, list) else [got]
+        for a, b in zip(expected, got):
+            torch.testing.assert_close(a, b)
+        assert all(p is not q for p, q in zip(model.parameters(), twin.parameters()))
+
+
+def test_weights_copied_first_through_the_optimizer_keep_their_attributes():
+    model, _, _ = _fitted()
+    copied = copy.deepcopy({"optimizer": model.optimizer, "model": model})
+    kernel = copied["model"].layers[0].kernel
+    assert kernel.path == model.layers[0].kernel.path
+    assert isinstance(kernel.constraint, tapefit.constraints.NonNeg)
+    assert copied["optimizer"]._trainable_variables[0] is kernel
+
+
+def test_a_copy_keeps_loss_scaling():
+    from tapefit.mixed_precision import LossScaleOptimizer
+
+    model = tapefit.Sequential([tapefit.Input((6,)), tapefit.layers.Dense(3)])
+    model.compile(optimizer=LossScaleOptimizer(tapefit.optimizers.SGD(0.1), initial_scale=64.0), loss="mse")
+    x, y = np.ones((8, 6), np.float32), np.zeros((8, 3), np.float32)
+    model.fit(x, y, verbose=0)
+    twin = copy.deepcopy(model)
+    opt = twin.optimizer
+    assert isinstance(opt, LossScaleOptimizer)
+    assert opt._scale is not model.optimizer._scale and float(opt.dynamic_scale) == 64.0
+    assert opt.inner_optimizer._index == {id(v): i for i, v in enumerate(twin.trainable_variables)}
+    twin.fit(x, y, verbose=0)
+    assert int(opt.iterations) == 2 and int(model.optimizer.iterations) == 1

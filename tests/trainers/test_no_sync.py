@@ -256,6 +256,7 @@ def test_no_sync_in_a_cuda_epoch():
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=1, callbacks=[guard])
         except RuntimeError as e:
             # The epoch-end read is the only sync allowed; it must come after the last step.
+            assert "synchroniz" in str(e), e
             assert guard.steps == N // BATCH, f"synchronised in step {guard.steps}: {e}"
         finally:
             torch.cuda.set_sync_debug_mode("default")
