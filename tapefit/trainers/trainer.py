@@ -31,12 +31,12 @@ from .epoch_iterator import EpochIterator
 from .fit_state import FitState, ResumePoint
 from .inference import inference_is_safe
 from .logs import EpochLogs, MetricResults, flatten_logs, to_python
+from .on_batch import OnBatchMixin
 from .outputs import (
     batch_size_of,
     check_finite,
     concat_tensors,
     concat_to_numpy,
-    format_logs,
     group_outputs,
 )
 from .target_check import check_batches_on_the_host, check_targets_up_front
@@ -44,7 +44,7 @@ from .target_check import check_batches_on_the_host, check_targets_up_front
 __all__ = ["Trainer"]
 
 
-class Trainer(CompileMixin):
+class Trainer(CompileMixin, OnBatchMixin):
     """The training half of ``Model`` (mixed in; see ``tapefit.Model``)."""
 
     def __init__(self) -> None:
@@ -102,6 +102,14 @@ class Trainer(CompileMixin):
         """One optimisation step on a batch; returns the logs (metric results) for that step."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         forward = self.__dict__.get("_ddp_forward", self)  # DistributedDataParallel in a distributed fit
+        if forward is not self and self.optimizer._defers_reduction():
+            # Accumulating gradients: DDP skips its per-batch all-reduce and the optimizer averages
+            # each update's gradient once, a K-th of the communication.
+            with forward.no_sync():
+                return self._train_on(forward, x, y, sample_weight, synchronized=False)
+        return self._train_on(forward, x, y, sample_weight, synchronized=forward is not self)
+
+    def _train_on(self, forward: Any, x: Any, y: Any, sample_weight: Any, synchronized: bool) -> Any:
         y_pred = forward(x, training=True)
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         self._loss_tracker.update_state(loss, sample_weight=batch_size_of(x))  # type: ignore[union-attr]
@@ -113,7 +121,7 @@ class Trainer(CompileMixin):
                 self.optimizer, "scale_loss"
             ) else loss.backward()
             grads = [v.grad for v in variables]
-            if forward is not self:
+            if synchronized:
                 distribute.mark_synchronized(grads)  # DDP averaged them over the ranks during backward
             self.optimizer.apply(grads, variables)
         return self._lazy_metrics(x, y, y_pred, sample_weight)
@@ -468,37 +476,3 @@ class Trainer(CompileMixin):
         if not outputs:
             raise ValueError("predict() got no data: the input is empty.")
         return concat_to_numpy(outputs)
-
-    # ----------------------------------------------------- single batches
-    def _whole_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None) -> Any:
-        """All the rows given as one batch on the model's device (the ``*_on_batch`` methods)."""
-        adapter = get_adapter(x, y, sample_weight, None, False, class_weight, self._device())
-        adapter.batch_size = adapter.n
-        return next(adapter.epoch())
-
-    def train_on_batch(
-        self,
-        x: Any,
-        y: Any = None,
-        sample_weight: Any = None,
-        class_weight: dict | None = None,
-        return_dict: bool = False,
-    ) -> Any:
-        self._assert_compiled("train_on_batch")
-        batch = self._whole_batch(x, y, sample_weight, class_weight)
-        self.reset_metrics()
-        return format_logs(to_python(flatten_logs(self.train_step(batch))), return_dict)
-
-    def test_on_batch(
-        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
-    ) -> Any:
-        self._assert_compiled("test_on_batch")
-        batch = self._whole_batch(x, y, sample_weight)
-        self.reset_metrics()
-        with torch.no_grad():
-            return format_logs(to_python(flatten_logs(self.test_step(batch))), return_dict)
-
-    def predict_on_batch(self, x: Any) -> Any:
-        batch = self._whole_batch(x)
-        with torch.no_grad():
-            return concat_to_numpy([self.predict_step(batch)])

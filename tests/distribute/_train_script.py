@@ -207,9 +207,65 @@ def run(folder: str) -> None:
         out[f"custom_w{i}"] = w
 
     out.update(dropout_run(d))
+    out.update(accumulation_run(d))
     if HAS_FULLY_SHARD:
         out.update(fsdp_run(d))
     np.savez("results.npz", **out)
+
+
+def accumulation_run(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """SGD with momentum accumulating 2 batches of 8, counting the all-reduces made inside the
+    steps: by DDP (a comm hook) and by the optimizer (``_sum_in_place``)."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from tapefit.distribute import reduction
+
+    tapefit.utils.set_random_seed(6)
+    model = tapefit.Sequential([tapefit.Input((5,)), layers.Dense(8, activation="relu"), layers.Dense(3)])
+    model.compile(
+        optimizer=tapefit.optimizers.SGD(0.1, momentum=0.9, gradient_accumulation_steps=2),
+        loss=tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    counts = {"ddp": 0, "optimizer": 0, "in_step": False}
+
+    def ddp_hook(state, bucket):
+        counts["ddp"] += 1
+        return default_hooks.allreduce_hook(None, bucket)
+
+    class Count(tapefit.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            ddp = self.model.__dict__.get("_ddp_forward")
+            if ddp is not None:
+                ddp.register_comm_hook(None, ddp_hook)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            counts["in_step"] = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            counts["in_step"] = False
+
+    original = reduction._sum_in_place
+
+    def counted(tensors):
+        counts["optimizer"] += counts["in_step"]
+        return original(tensors)
+
+    reduction._sum_in_place = counted
+    try:
+        model.fit(
+            d["x_train"],
+            d["y_train"],
+            batch_size=GLOBAL_BATCH // 2,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=[Count()],
+        )
+    finally:
+        reduction._sum_in_place = original
+    out = {f"accum_w{i}": w for i, w in enumerate(weights(model))}
+    out["accum_all_reduces"] = np.array([counts["ddp"], counts["optimizer"]])
+    return out
 
 
 def fsdp_run(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

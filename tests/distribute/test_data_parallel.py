@@ -59,6 +59,15 @@ def test_fit_weights_equal_one_process_with_the_same_global_batch(runs):
     _assert_weights_close(rank0, single, "fit_w")
 
 
+def test_accumulation_averages_once_per_update_and_matches_one_process(runs):
+    rank0, rank1, single, _ = runs
+    _assert_weights_close(rank0, single, "accum_w")
+    updates = 2 * (_train_script.N_TRAIN // (_train_script.GLOBAL_BATCH // 2)) // 2
+    # DDP skips its per-batch all-reduce; the optimizer averages each update's gradient once.
+    assert rank0["accum_all_reduces"].tolist() == rank1["accum_all_reduces"].tolist() == [0, updates]
+    assert single["accum_all_reduces"].tolist() == [0, 0]
+
+
 def test_shuffled_fit_draws_the_one_process_order(runs):
     rank0, _, single, _ = runs
     _assert_weights_close(rank0, single, "shuffled_w")
