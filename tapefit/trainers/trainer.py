@@ -44,6 +44,17 @@ from .target_check import check_batches_on_the_host, check_targets_up_front
 __all__ = ["Trainer"]
 
 
+def _without_gradient_sync(step: Any, ddp: Any) -> Any:
+    """``step`` under DDP's ``no_sync``: while accumulating gradients, DDP skips its per-batch
+    all-reduce and the optimizer averages each update's gradient once, a K-th of the traffic."""
+
+    def run(batch: Any) -> Any:
+        with ddp.no_sync():
+            return step(batch)
+
+    return run
+
+
 class Trainer(CompileMixin, OnBatchMixin):
     """The training half of ``Model`` (mixed in; see ``tapefit.Model``)."""
 
@@ -102,14 +113,6 @@ class Trainer(CompileMixin, OnBatchMixin):
         """One optimisation step on a batch; returns the logs (metric results) for that step."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         forward = self.__dict__.get("_ddp_forward", self)  # DistributedDataParallel in a distributed fit
-        if forward is not self and self.optimizer._defers_reduction():
-            # Accumulating gradients: DDP skips its per-batch all-reduce and the optimizer averages
-            # each update's gradient once, a K-th of the communication.
-            with forward.no_sync():
-                return self._train_on(forward, x, y, sample_weight, synchronized=False)
-        return self._train_on(forward, x, y, sample_weight, synchronized=forward is not self)
-
-    def _train_on(self, forward: Any, x: Any, y: Any, sample_weight: Any, synchronized: bool) -> Any:
         y_pred = forward(x, training=True)
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         self._loss_tracker.update_state(loss, sample_weight=batch_size_of(x))  # type: ignore[union-attr]
@@ -121,7 +124,7 @@ class Trainer(CompileMixin, OnBatchMixin):
                 self.optimizer, "scale_loss"
             ) else loss.backward()
             grads = [v.grad for v in variables]
-            if synchronized:
+            if forward is not self and forward.require_backward_grad_sync:  # not under no_sync
                 distribute.mark_synchronized(grads)  # DDP averaged them over the ranks during backward
             self.optimizer.apply(grads, variables)
         return self._lazy_metrics(x, y, y_pred, sample_weight)
@@ -161,6 +164,9 @@ class Trainer(CompileMixin, OnBatchMixin):
                 and type(self).train_step is Trainer.train_step
             ):
                 return _compiled_method(self, "train_step")
+            ddp = self.__dict__.get("_ddp_forward")
+            if ddp is not None and self.optimizer._defers_reduction():
+                return _without_gradient_sync(step, ddp)
         return step  # evaluate/predict run their whole loop under one torch.no_grad()
 
     # ----------------------------------------------------------------- fit
