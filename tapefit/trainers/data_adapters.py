@@ -7,7 +7,8 @@ batches an epoch takes and whether an iterator carries over between epochs.
 
 In-memory arrays are converted to tensors and moved to the device once; an epoch is then a
 permutation and one index gather per batch and leaf (no per-sample Python, no per-batch
-host-to-device copies).
+host-to-device copies). On an accelerator, a tapefit ``Dataset`` whose batches gather in-memory
+rows is placed the same way (``tapefit.data._placement``).
 """
 
 from __future__ import annotations
@@ -220,6 +221,21 @@ def _class_weight_vector(class_weight: dict, y: torch.Tensor) -> torch.Tensor:
     return table.to(labels.device)[labels]
 
 
+_LABEL_CHECK_ROWS = 65536
+
+
+def _place(data: Any, device: torch.device) -> Any:
+    """A tapefit Dataset's batches gathered on ``device`` (an accelerator), when its rows are in
+    memory and take at most half of the device's free memory; else ``None``."""
+    from ..data import Dataset
+    from ..data._placement import device_batches
+
+    if device.type == "cpu" or not isinstance(data, Dataset):
+        return None
+    budget = torch.cuda.mem_get_info(device)[0] / 2 if device.type == "cuda" else float("inf")
+    return device_batches(data, device, budget)
+
+
 class IterableAdapter:
     """Batches from a tapefit Dataset, a torch DataLoader, or any re-iterable of batches."""
 
@@ -234,6 +250,9 @@ class IterableAdapter:
         self._len = n
         self.sharder: Any = None  # set by a distribution strategy: this rank's piece of each batch
         self.host_check: Any = None  # set by fit on accelerators: labels checked before the copy
+        # In-memory rows gathered on the device, copied once (None: batches copied one by one).
+        self._placed = _place(data, device)
+        self._placed_checked = False
 
     @property
     def num_batches(self) -> int | None:
@@ -242,12 +261,25 @@ class IterableAdapter:
     def epoch(self, skip: int = 0) -> Iterator[Any]:
         """One pass; the first ``skip`` batches are produced and dropped now (a resumed run replays
         them to reach the same position and random draws)."""
-        it = iter(self.data) if self.sharder is None else self.sharder.pieces(self.data)
+        source = self.data if self._placed is None else self._placed
+        it = iter(source) if self.sharder is None else self.sharder.pieces(source)
         for _ in range(skip):
             next(it, None)
+        if self._placed is not None:
+            if self.host_check is not None and not self._placed_checked:
+                self._check_placed_labels()
+            return (self._normalise(batch) for batch in it)
         if self.host_check is not None:
             return (to_device(self._checked(self._normalise(batch)), self.device) for batch in it)
         return (to_device(self._normalise(batch), self.device) for batch in it)
+
+    def _check_placed_labels(self) -> None:
+        """The host check of every label, once, on the rows still in host memory."""
+        _, y, _ = unpack_x_y_sample_weight(self._placed.host_whole())
+        if isinstance(y, torch.Tensor):
+            for start in range(0, len(y), _LABEL_CHECK_ROWS):
+                self.host_check(y[start : start + _LABEL_CHECK_ROWS])
+        self._placed_checked = True
 
     def _checked(self, batch: Any) -> Any:
         _, y, _ = unpack_x_y_sample_weight(batch)
