@@ -7,7 +7,8 @@ keep a plan when their input has one, rewriting the rows or the index stream. ``
 gathers whole batches by index, with no per-element Python, and element-wise iteration
 gathers chunks and splits them.
 
-Index streams yield chunks: a ``range`` with step 1 (contiguous rows) or a 1-D int64 CPU tensor.
+Index streams yield chunks: a ``range`` with step 1 (contiguous rows) or a 1-D int64 tensor (on
+the CPU, or on the device that holds the rows when they are placed there).
 """
 
 from __future__ import annotations
@@ -201,9 +202,9 @@ class Plan:
             yield gather(carry)
 
 
-def as_index(chunk: Chunk) -> torch.Tensor:
+def as_index(chunk: Chunk, device: torch.device | None = None) -> torch.Tensor:
     if type(chunk) is range:
-        return torch.arange(chunk.start, chunk.stop, dtype=torch.int64)
+        return torch.arange(chunk.start, chunk.stop, dtype=torch.int64, device=device)
     return chunk
 
 
@@ -215,7 +216,8 @@ def concat(chunks: Sequence[Chunk]) -> Chunk:
         return range(chunks[0].start, chunks[-1].stop)
     if len(chunks) == 1:
         return chunks[0]
-    return torch.cat([as_index(c) for c in chunks])
+    device = next((c.device for c in chunks if type(c) is not range), None)  # placed: the device's
+    return torch.cat([as_index(c, device) for c in chunks])
 
 
 def split(chunk: Chunk, size: int) -> Iterator[Chunk]:

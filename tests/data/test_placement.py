@@ -136,3 +136,11 @@ def test_bad_labels_in_a_placed_dataset_are_named_before_training(on_meta):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="9"):
         model.fit(Dataset.from_tensor_slices((x, y)).batch(10), epochs=1, verbose=0)
+
+
+def test_index_chunks_join_on_the_device_that_holds_them():
+    from tapefit.data._rows import concat
+
+    joined = concat([range(3, 5), torch.tensor([9, 1], device=META), range(0, 2)])
+    assert joined.device == META and joined.shape == (6,)
+    assert concat([range(0, 2), range(2, 4)]) == range(0, 4)
