@@ -39,6 +39,7 @@ import torch
 from .._atomic import atomic_write, clean_stale_temporaries
 from ..distribute import checkpointing, environment
 from ..utils.random import get_rng_state, rng_state_from_tensors, rng_state_to_tensors, set_rng_state
+from ._compile_signature import compile_signature, differences
 from .callback import Callback, _is_chief, _to_float
 
 __all__ = ["BackupAndRestore"]
@@ -67,38 +68,6 @@ def _tapefit_version() -> str:
 
 def _under(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _describe(obj: Any) -> Any:
-    """A JSON description of a ``compile`` argument, to compare the arguments of two runs.
-
-    Objects give their class and ``get_config()`` without auto-generated names (``adam_3``).
-    """
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    if isinstance(obj, (list, tuple)):
-        return [_describe(o) for o in obj]
-    if isinstance(obj, dict):
-        return {str(k): _describe(v) for k, v in obj.items()}
-    get_config = getattr(obj, "get_config", None)
-    if callable(get_config) and not isinstance(obj, type):
-        try:
-            config = {k: _describe(v) for k, v in get_config().items() if k != "name"}
-        except Exception:  # a config that cannot be built still has a class
-            config = {}
-        return {"class": type(obj).__name__, "config": config}
-    if callable(obj):
-        return getattr(obj, "__name__", type(obj).__name__)
-    return str(obj) if isinstance(obj, torch.dtype) else type(obj).__name__
-
-
-def _differences(saved: Any, now: Any, path: str) -> list[str]:
-    if isinstance(saved, dict) and isinstance(now, dict):
-        out = []
-        for k in sorted(set(saved) | set(now)):
-            out += _differences(saved.get(k), now.get(k), f"{path}.{k}" if path else k)
-        return out
-    return [] if saved == now else [f"{path}: backup {saved!r}, now {now!r}"]
 
 
 class BackupAndRestore(Callback):
@@ -172,7 +141,7 @@ class BackupAndRestore(Callback):
         self.initial_epoch = 0
         self._last_completed = None
         self._unhealthy = False
-        self._compile_signature = self._signature()
+        self._compile_signature = compile_signature(self.model)
         found: tuple[str, dict[str, Any], dict[str, torch.Tensor]] | None = None
         error = None
         if _is_chief():
@@ -232,28 +201,6 @@ class BackupAndRestore(Callback):
             "Refusing to restart from scratch silently: delete the folder to start over."
         )
 
-    def _signature(self) -> dict[str, Any]:
-        """What ``compile`` was given (as this run starts, before any learning-rate change)."""
-        from ..losses import get as get_loss
-
-        config = getattr(self.model, "_compile_config", None) or {}
-
-        def loss(x: Any) -> Any:  # "mse" and "mean_squared_error" name the same function
-            if isinstance(x, (list, tuple)):
-                return [loss(v) for v in x]
-            if isinstance(x, dict):
-                return {k: loss(v) for k, v in x.items()}
-            return get_loss(x) if isinstance(x, str) else x
-
-        signature = {
-            "optimizer": getattr(self.model, "optimizer", None),  # resolved: "adam" is Adam()
-            "loss": loss(config.get("loss")),
-            "loss_weights": config.get("loss_weights"),
-            "metrics": config.get("metrics"),
-            "weighted_metrics": config.get("weighted_metrics"),
-        }
-        return json.loads(json.dumps(_describe(signature)))
-
     def _backup_files(self) -> list[str]:
         try:
             return sorted(n for n in os.listdir(self.backup_dir) if _FILE.match(n))
@@ -287,7 +234,7 @@ class BackupAndRestore(Callback):
             if k in current and v.shape != current[k].shape
         ]
         if not problems and "compile" in meta:
-            changed = _differences(meta["compile"], self._compile_signature, "")
+            changed = differences(meta["compile"], self._compile_signature)
             if changed:
                 raise ValueError(
                     f"BackupAndRestore: the backup {path} was taken with other compile() arguments; "
