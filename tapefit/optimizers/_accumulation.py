@@ -11,8 +11,6 @@ from collections.abc import Iterable
 
 import torch
 
-from ..distribute.environment import is_distributed
-from ..distribute.reduction import all_reduce_gradients
 from ._grouping import on
 
 
@@ -32,8 +30,6 @@ class AccumulationMixin:
         if self._phase == steps - 1:
             mean = torch._foreach_add(grads, accs)
             torch._foreach_div_(mean, steps)
-            if is_distributed():  # each rank summed its own gradients (Optimizer._defers_reduction)
-                mean = all_reduce_gradients(mean)
             self._update(idx, mean)
             torch._foreach_zero_(accumulators)
         else:

@@ -324,8 +324,7 @@ class Optimizer(GroupingMixin, AccumulationMixin, StateIOMixin):
             self._report_missing([variables[k] for k, g in enumerate(grads) if g is None], bool(present))
         idx = tuple(indices[k] for k in present)
         gs = [self._prepare_gradient(grads[k], variables[k]) for k in present]
-        # is_distributed() first, so that a compiled single-process step has no graph break.
-        if is_distributed() and not self._defers_reduction():
+        if is_distributed():  # checked first so that a compiled single-process step has no graph break
             gs = all_reduce_gradients(gs)  # averages over data-parallel ranks
         if self.loss_scale_factor is not None:
             gs = torch._foreach_div(gs, self.loss_scale_factor)
@@ -341,12 +340,6 @@ class Optimizer(GroupingMixin, AccumulationMixin, StateIOMixin):
                 v = self._trainable_variables[i]
                 v.copy_(constraint(v))
         self._iterations.add_(1)
-
-    def _defers_reduction(self) -> bool:
-        """Whether gradients are averaged over the ranks once per update instead of once per call:
-        when accumulating eagerly, each rank sums its own and the update's mean is averaged (the
-        mean is linear, so the result is the same)."""
-        return bool(self.gradient_accumulation_steps) and not torch.compiler.is_compiling()
 
     def minimize(self, loss: Any, var_list: Any, tape: Any = None) -> torch.Tensor:
         """Compute the gradients of ``loss`` (a tensor, or a callable returning one) and apply them.

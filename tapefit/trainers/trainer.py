@@ -44,17 +44,6 @@ from .target_check import check_batches_on_the_host, check_targets_up_front
 __all__ = ["Trainer"]
 
 
-def _without_gradient_sync(step: Any, ddp: Any) -> Any:
-    """``step`` under DDP's ``no_sync``: while accumulating gradients, DDP skips its per-batch
-    all-reduce and the optimizer averages each update's gradient once, a K-th of the traffic."""
-
-    def run(batch: Any) -> Any:
-        with ddp.no_sync():
-            return step(batch)
-
-    return run
-
-
 class Trainer(CompileMixin, OnBatchMixin):
     """The training half of ``Model`` (mixed in; see ``tapefit.Model``)."""
 
@@ -124,7 +113,7 @@ class Trainer(CompileMixin, OnBatchMixin):
                 self.optimizer, "scale_loss"
             ) else loss.backward()
             grads = [v.grad for v in variables]
-            if forward is not self and forward.require_backward_grad_sync:  # not under no_sync
+            if forward is not self:
                 distribute.mark_synchronized(grads)  # DDP averaged them over the ranks during backward
             self.optimizer.apply(grads, variables)
         return self._lazy_metrics(x, y, y_pred, sample_weight)
@@ -164,9 +153,6 @@ class Trainer(CompileMixin, OnBatchMixin):
                 and type(self).train_step is Trainer.train_step
             ):
                 return _compiled_method(self, "train_step")
-            ddp = self.__dict__.get("_ddp_forward")
-            if ddp is not None and self.optimizer._defers_reduction():
-                return _without_gradient_sync(step, ddp)
         return step  # evaluate/predict run their whole loop under one torch.no_grad()
 
     # ----------------------------------------------------------------- fit
