@@ -6,8 +6,13 @@ does the same for a ``Dataset`` whose batches are index gathers of in-memory row
 ``shuffle``, ``repeat``, ``take``, ``skip``, ``shard``, then ``batch`` and ``prefetch``. The rows
 are copied to the device once and kept with the dataset; each pass's index stream goes over
 once per chunk (one permutation per shuffled pass); every batch is then one ``index_select``
-per leaf on the device, with no host-to-device copy. Pipelines with maps that are not cached
-run as written, on the host, and their batches are copied over one by one.
+per leaf on the device, with no host-to-device copy. Pipelines with maps that are not cached,
+or with transformations after ``batch`` (other than ``prefetch``), run as written, on the host,
+and their batches are copied over one by one.
+
+The copy is taken by the first ``fit`` on the device and lives as long as the dataset: later
+changes to the arrays the dataset was built from are not seen (tf.data copies them when the
+dataset is built).
 """
 
 from __future__ import annotations
@@ -61,8 +66,10 @@ def device_batches(dataset: Any, device: torch.device, max_bytes: float) -> Plac
     if type(node) is not Batch:
         return None
     plan = node.up.plan()
-    if plan is None or _nbytes(plan.rows) is None or _nbytes(plan.rows) > max_bytes:
+    if plan is None or _nbytes(plan.rows) is None:
         return None
+    if device not in plan.rows.__dict__.get("_placed", {}) and _nbytes(plan.rows) > max_bytes:
+        return None  # (placed by an earlier fit: kept, whatever memory is free now)
     return Placed(plan, _placed(plan.rows, device), node, device)
 
 

@@ -210,30 +210,42 @@ def _gathered(data: Any, perm: torch.Tensor, starts: range, bs: int) -> Iterator
         yield tuple([t.index_select(0, idx) for t in data])
 
 
-def _class_weight_vector(class_weight: dict, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample weights ``class_weight[label]`` for sparse, (N, 1) or one-hot labels."""
-    labels = y.argmax(-1) if y.dim() > 1 and y.shape[-1] > 1 else y.reshape(len(y))
-    labels = labels.long()
+def _class_ids(y: torch.Tensor) -> torch.Tensor:
+    """The class of each sample for sparse, (N, 1) or one-hot labels."""
+    return (y.argmax(-1) if y.dim() > 1 and y.shape[-1] > 1 else y.reshape(len(y))).long()
+
+
+def _class_weight_table(class_weight: dict, labels: torch.Tensor) -> torch.Tensor:
+    """``table[c]`` = ``class_weight[c]`` (1 for classes it leaves out), covering every label."""
     top = int(labels.max()) + 1 if len(labels) else 0
     table = torch.ones(max(top, max(class_weight) + 1), dtype=torch.float32)
     for k, v in class_weight.items():
         table[int(k)] = float(v)
-    return table.to(labels.device)[labels]
+    return table
+
+
+def _class_weight_vector(class_weight: dict, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights ``class_weight[label]`` for sparse, (N, 1) or one-hot labels."""
+    labels = _class_ids(y)
+    return _class_weight_table(class_weight, labels).to(labels.device)[labels]
 
 
 _LABEL_CHECK_ROWS = 65536
 
 
 def _place(data: Any, device: torch.device) -> Any:
-    """A tapefit Dataset's batches gathered on ``device`` (an accelerator), when its rows are in
-    memory and take at most half of the device's free memory; else ``None``."""
+    """A tapefit Dataset's batches gathered on ``device`` (a GPU), when its rows are in memory and
+    take at most half of the GPU's free memory (or are there already); else ``None``."""
     from ..data import Dataset
     from ..data._placement import device_batches
 
-    if device.type == "cpu" or not isinstance(data, Dataset):
+    if not isinstance(data, Dataset):
         return None
-    budget = torch.cuda.mem_get_info(device)[0] / 2 if device.type == "cuda" else float("inf")
-    return device_batches(data, device, budget)
+    if device.type == "cuda":
+        return device_batches(data, device, torch.cuda.mem_get_info(device)[0] / 2)
+    if device.type == "meta":  # holds no data: the stand-in for an accelerator in tests
+        return device_batches(data, device, float("inf"))
+    return None  # the CPU needs no copy; other accelerators do not report their free memory
 
 
 class IterableAdapter:
@@ -253,6 +265,11 @@ class IterableAdapter:
         # In-memory rows gathered on the device, copied once (None: batches copied one by one).
         self._placed = _place(data, device)
         self._placed_checked = False
+        self._class_table: torch.Tensor | None = None  # class_weight per class, on the device
+        if self._placed is not None and class_weight is not None:
+            _, y, _ = unpack_x_y_sample_weight(self._placed.host_whole())
+            if isinstance(y, torch.Tensor):  # built once from the host labels: no read per batch
+                self._class_table = _class_weight_table(class_weight, _class_ids(y)).to(device)
 
     @property
     def num_batches(self) -> int | None:
@@ -261,25 +278,31 @@ class IterableAdapter:
     def epoch(self, skip: int = 0) -> Iterator[Any]:
         """One pass; the first ``skip`` batches are produced and dropped now (a resumed run replays
         them to reach the same position and random draws)."""
+        if self._placed is not None and self.host_check is not None and not self._placed_checked:
+            self._check_placed_labels()
         source = self.data if self._placed is None else self._placed
         it = iter(source) if self.sharder is None else self.sharder.pieces(source)
         for _ in range(skip):
             next(it, None)
         if self._placed is not None:
-            if self.host_check is not None and not self._placed_checked:
-                self._check_placed_labels()
             return (self._normalise(batch) for batch in it)
         if self.host_check is not None:
             return (to_device(self._checked(self._normalise(batch)), self.device) for batch in it)
         return (to_device(self._normalise(batch), self.device) for batch in it)
 
     def _check_placed_labels(self) -> None:
-        """The host check of every label, once, on the rows still in host memory."""
+        """Check every label on the host once. If some are bad, batches come from the host again,
+        each checked before its copy: the error then names the batch, and rows the pipeline never
+        yields (``take``, ``skip``, ``shard``) cannot fail it."""
         _, y, _ = unpack_x_y_sample_weight(self._placed.host_whole())
-        if isinstance(y, torch.Tensor):
+        self._placed_checked = True
+        if not isinstance(y, torch.Tensor):
+            return
+        try:
             for start in range(0, len(y), _LABEL_CHECK_ROWS):
                 self.host_check(y[start : start + _LABEL_CHECK_ROWS])
-        self._placed_checked = True
+        except ValueError:
+            self._placed = self._class_table = None
 
     def _checked(self, batch: Any) -> Any:
         _, y, _ = unpack_x_y_sample_weight(batch)
@@ -317,7 +340,10 @@ class IterableAdapter:
             x, y, sw = unpack_x_y_sample_weight(batch)
             if y is None:
                 raise ValueError("class_weight needs labels: the dataset yields no y.")
-            cw = _class_weight_vector(self.class_weight, torch.as_tensor(y))
+            if self._class_table is not None:
+                cw = self._class_table[_class_ids(y)]
+            else:
+                cw = _class_weight_vector(self.class_weight, torch.as_tensor(y))
             batch = (x, y, cw if sw is None else torch.as_tensor(sw) * cw)
         return batch
 

@@ -60,6 +60,18 @@ def test_placed_batches_equal_the_datasets_own_over_several_passes(name):
             assert torch.equal(gy, ey)
 
 
+@pytest.mark.parametrize("name", sorted(_pipelines()))
+def test_on_a_device_the_placed_batches_have_the_datasets_shapes(name):
+    """The same pipelines with the rows on the meta device: index chunks go over and every
+    batch is gathered there (values cannot be read on meta; the CPU test compares them)."""
+    make = _pipelines()[name]
+    expected = [tuple((tuple(t.shape), t.dtype) for t in b) for b in make()]
+    placed = device_batches(make(), META, float("inf"))
+    got = list(placed)
+    assert [tuple((tuple(t.shape), t.dtype) for t in b) for b in got] == expected
+    assert all(t.device == META for b in got for t in b)
+
+
 def test_the_rows_are_copied_to_the_device_once():
     x, y = _arrays()
     ds = Dataset.from_tensor_slices((x, y)).shuffle(N).batch(10)
@@ -71,6 +83,8 @@ def test_the_rows_are_copied_to_the_device_once():
     assert len(batches) == 5 and all(t.device == META for b in batches for t in b)
     whole_x, whole_y = first.whole()
     assert whole_x.shape == (N, 3) and whole_y.shape == (N,)
+    # Placed by an earlier fit, the copy is used whatever the memory budget is now.
+    assert device_batches(ds, META, max_bytes=0).rows is first.rows
 
 
 def test_pipelines_that_are_not_in_memory_gathers_stay_on_the_host():
@@ -105,7 +119,8 @@ def on_meta():
     config.set_device("cpu")
 
 
-def test_fit_on_a_device_copies_no_batch_from_the_host(on_meta, monkeypatch):
+@pytest.mark.parametrize("class_weight", [None, {0: 1.0, 1: 2.0, 3: 0.5}])
+def test_fit_on_a_device_copies_no_batch_from_the_host(on_meta, monkeypatch, class_weight):
     x, y = _arrays()
     model = tapefit.Sequential([tapefit.Input((3,)), tapefit.layers.Dense(4)])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -122,11 +137,12 @@ def test_fit_on_a_device_copies_no_batch_from_the_host(on_meta, monkeypatch):
         return out
 
     ds = Dataset.from_tensor_slices((x, y)).shuffle(N).batch(10).prefetch(1)
-    model.fit(ds, epochs=1, verbose=0)  # builds the model, places the rows
+    model.fit(ds, epochs=1, verbose=0, class_weight=class_weight)  # builds the model, places the rows
     monkeypatch.setattr(torch.Tensor, "to", counting_to)
-    model.fit(ds, epochs=3, verbose=0)
+    model.fit(ds, epochs=3, verbose=0, class_weight=class_weight)  # (meta: a host read would raise)
     # One shuffled index per pass (fit peeks at the first batch in one more); no batch crossed.
-    assert copies == [(N,)] * 4
+    # With class_weight, the per-class table goes over once per fit.
+    assert copies == ([(4,)] if class_weight else []) + [(N,)] * 4
 
 
 def test_bad_labels_in_a_placed_dataset_are_named_before_training(on_meta):
@@ -144,3 +160,12 @@ def test_index_chunks_join_on_the_device_that_holds_them():
     joined = concat([range(3, 5), torch.tensor([9, 1], device=META), range(0, 2)])
     assert joined.device == META and joined.shape == (6,)
     assert concat([range(0, 2), range(2, 4)]) == range(0, 4)
+
+
+def test_bad_labels_in_rows_the_pipeline_never_yields_do_not_stop_training(on_meta, monkeypatch):
+    x, y = _arrays()
+    y[-1] = 9  # left out by take()
+    model = tapefit.Sequential([tapefit.Input((3,)), tapefit.layers.Dense(4)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    monkeypatch.setattr("tapefit.trainers.trainer.to_python", lambda logs: {k: 0.0 for k in logs})
+    model.fit(Dataset.from_tensor_slices((x, y)).take(N - 1).batch(10), epochs=1, verbose=0)
