@@ -86,7 +86,8 @@ class GroupingMixin:
         Plain ``torch.nn.Parameter``s have no name, so ``var_names`` only matches tensors that carry a
         ``name``/``path`` attribute; pass ``var_list`` for the others.
         """
-        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._exclude_vars = list(var_list or ())
+        self._exclude_ids = {id(v) for v in self._exclude_vars}
         names = list(var_names or ())
         self._exclude_pattern = re.compile("|".join(sorted(set(names)))) if names else None
         self._reset_groups()

@@ -15,7 +15,6 @@ bias corrections stay tensors, so ``apply`` is sync-free and traceable by ``torc
 
 from __future__ import annotations
 
-import copy
 import inspect
 import re
 import warnings
@@ -134,6 +133,7 @@ class Optimizer(GroupingMixin, AccumulationMixin, StateIOMixin):
         self._global_state: dict[str, torch.Tensor] = {}
         self._constraints: dict[int, Callable] = {}
         self._group_cache: dict[tuple[int, ...], list[Group]] = {}
+        self._exclude_vars: list[torch.Tensor] = []
         self._exclude_ids: set[int] = set()
         self._exclude_pattern: re.Pattern | None = None
         self._warned_missing: set[int] = set()
@@ -445,18 +445,21 @@ class Optimizer(GroupingMixin, AccumulationMixin, StateIOMixin):
         """Multiply the loss by ``loss_scale_factor`` (if set) before computing gradients."""
         return loss * self.loss_scale_factor if self.loss_scale_factor is not None else loss
 
-    def __deepcopy__(self, memo: dict) -> Optimizer:
-        """A copy whose state follows the copied variables (``copy.deepcopy(model)`` copies the
-        model's optimizer with it): variables are known by identity, so the ids are re-keyed."""
-        clone = object.__new__(type(self))
-        memo[id(self)] = clone
-        for key, value in self.__dict__.items():
-            clone.__dict__[key] = copy.deepcopy(value, memo)
-        clone._index = {id(v): i for i, v in enumerate(clone._trainable_variables)}
-        clone._exclude_ids = {id(memo[i]) if i in memo else i for i in self._exclude_ids}
-        clone._warned_missing = set()
-        clone._reset_groups()
-        return clone
+    def __getstate__(self) -> dict[str, Any]:
+        """The state to pickle or deep-copy, without what is keyed by ``id()`` (rebuilt on load)."""
+        state = dict(self.__dict__)
+        for key in ("_index", "_exclude_ids", "_group_cache", "_warned_missing"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled or copied optimizer: its state follows the variables it was copied with
+        (``copy.deepcopy(model)`` and pickling a model copy its optimizer along)."""
+        self.__dict__.update(state)
+        self._index = {id(v): i for i, v in enumerate(self._trainable_variables)}
+        self._exclude_ids = {id(v) for v in self._exclude_vars}
+        self._warned_missing = set()
+        self._reset_groups()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"

@@ -108,3 +108,17 @@ def test_a_copy_keeps_loss_scaling():
     assert opt.inner_optimizer._index == {id(v): i for i, v in enumerate(twin.trainable_variables)}
     twin.fit(x, y, verbose=0)
     assert int(opt.iterations) == 2 and int(model.optimizer.iterations) == 1
+
+
+def test_a_pickled_model_trains_on_exactly_like_the_original():
+    import pickle
+
+    model, x, y = _fitted()
+    model.optimizer.exclude_from_weight_decay(var_list=[model.layers[1].kernel])
+    twin = pickle.loads(pickle.dumps(model))
+    assert twin.optimizer._exclude_ids == {id(twin.layers[1].kernel)}
+    for m in (model, twin):
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert int(twin.optimizer.iterations) == int(model.optimizer.iterations) == 15
