@@ -8,7 +8,6 @@ as their last consumer has run.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -117,15 +116,16 @@ class GraphPlan:
             )
             self.plan.append((node, out_slots, free, single))
 
-    def __deepcopy__(self, memo: dict) -> GraphPlan:
-        """A copy over the copied tensors: the value slots are keyed by tensor identity."""
-        clone = object.__new__(type(self))
-        memo[id(self)] = clone
-        for key, value in self.__dict__.items():
-            if key != "_slot":
-                clone.__dict__[key] = copy.deepcopy(value, memo)
-        clone._slot = {id(copy.deepcopy(t, memo)): s for t, s in self._slot_tensors()}
-        return clone
+    def __getstate__(self) -> dict[str, Any]:
+        """The state to pickle or deep-copy: the value slots, keyed by ``id()``, travel as
+        (tensor, slot) pairs and are re-keyed on load."""
+        state = dict(self.__dict__)
+        state["_slot"] = self._slot_tensors()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._slot = {id(t): s for t, s in state["_slot"]}
 
     def _slot_tensors(self) -> list[tuple[KerasTensor, int]]:
         tensors = self.input_tensors + [t for node in self.nodes for t in node.output_tensors]

@@ -4,6 +4,8 @@ its weights (``path``, ``constraint``) and its optimizer's state following the c
 from __future__ import annotations
 
 import copy
+import itertools
+import pickle
 
 import numpy as np
 import torch
@@ -59,7 +61,7 @@ def test_a_copy_keeps_weight_paths_constraints_and_weight_decay_exclusions():
     assert float(kernel.detach().min()) == 0.0  # NonNeg applied by the copied optimizer to the copied kernel
 
 
-def test_functional_and_subclassed_models_copy_and_run():
+def test_functional_and_subclassed_models_copy_pickle_and_run():
     inp = tapefit.Input((4,))
     hidden = tapefit.layers.Dense(3, activation="relu")(inp)
     functional = tapefit.Model(inp, [tapefit.layers.Dense(2)(hidden), hidden])
@@ -74,9 +76,10 @@ def test_functional_and_subclassed_models_copy_and_run():
 
     subclassed = Subclassed()
     x = torch.rand(5, 4)
-    for model in (functional, subclassed):
+    copiers = (copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m)))
+    for model, copier in itertools.product((functional, subclassed), copiers):
         expected = model(x)
-        twin = copy.deepcopy(model)
+        twin = copier(model)
         got = twin(x)
         expected = expected if isinstance(expected, list) else [expected]
         got = got if isinstance(got, list) else [got]
@@ -111,8 +114,6 @@ def test_a_copy_keeps_loss_scaling():
 
 
 def test_a_pickled_model_trains_on_exactly_like_the_original():
-    import pickle
-
     model, x, y = _fitted()
     model.optimizer.exclude_from_weight_decay(var_list=[model.layers[1].kernel])
     twin = pickle.loads(pickle.dumps(model))
