@@ -61,20 +61,21 @@ def test_a_copy_keeps_weight_paths_constraints_and_weight_decay_exclusions():
     assert float(kernel.detach().min()) == 0.0  # NonNeg applied by the copied optimizer to the copied kernel
 
 
+class _Subclassed(tapefit.Model):  # at module level, so that pickle finds the class
+    def __init__(self):
+        super().__init__()
+        self.inner = tapefit.layers.Dense(2)
+
+    def call(self, x):
+        return self.inner(x) * 2
+
+
 def test_functional_and_subclassed_models_copy_pickle_and_run():
     inp = tapefit.Input((4,))
     hidden = tapefit.layers.Dense(3, activation="relu")(inp)
     functional = tapefit.Model(inp, [tapefit.layers.Dense(2)(hidden), hidden])
 
-    class Subclassed(tapefit.Model):
-        def __init__(self):
-            super().__init__()
-            self.inner = tapefit.layers.Dense(2)
-
-        def call(self, x):
-            return self.inner(x) * 2
-
-    subclassed = Subclassed()
+    subclassed = _Subclassed()
     x = torch.rand(5, 4)
     copiers = (copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m)))
     for model, copier in itertools.product((functional, subclassed), copiers):
