@@ -13,6 +13,7 @@ cheap enough to call on any path (no collective, no device work) except :func:`i
 
 from __future__ import annotations
 
+import atexit
 import os
 from datetime import timedelta
 
@@ -150,7 +151,22 @@ def initialize(backend: str | None = None, timeout: float | None = None) -> bool
     from .failures import install_failure_report
 
     install_failure_report()
+    atexit.register(_leave_group)
     return True
+
+
+def _leave_group() -> None:
+    """At a normal exit, tear down the group :func:`initialize` made, as torch asks programs to.
+
+    Left to the interpreter's finalization, gloo's threads can still hold work whose tensors
+    need the GIL, and the process aborts ("terminate called without an active exception").
+    After an error it is left alone: a rank still waiting in a collective could make the
+    teardown hang.
+    """
+    from .failures import exiting_cleanly
+
+    if dist.is_initialized() and exiting_cleanly():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

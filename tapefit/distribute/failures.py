@@ -30,6 +30,7 @@ __all__ = ["RankFailedError", "guard", "report_failure", "failure_reported_by_an
 _KEY = "tapefit/first_failure"
 _reported: str | None = None  # this rank's report still in the store
 _hook_installed = False
+_uncaught = False  # an exception escaped the program
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,6 +158,8 @@ def install_failure_report() -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        global _uncaught
+        _uncaught = True
         if is_distributed() and not isinstance(value, RankFailedError):
             other = failure_reported_by_another_rank() if _is_communication_failure(value) else None
             if other is not None:
@@ -166,3 +169,9 @@ def install_failure_report() -> None:
         previous(kind, value, tb)
 
     sys.excepthook = hook
+
+
+def exiting_cleanly() -> bool:
+    """No exception escaped the program and no failure of this rank is still reported: the
+    other ranks are not waiting on this one, so the group can be torn down."""
+    return not _uncaught and _reported is None

@@ -74,6 +74,28 @@ def test_with_gpus_each_rank_takes_its_local_gpu_and_nccl(monkeypatch):
     assert calls["timeout"].total_seconds() == 30
 
 
+def test_the_group_made_by_initialize_is_torn_down_at_a_clean_exit_only(monkeypatch):
+    from tapefit.distribute import failures
+
+    _pretend_gpus(monkeypatch, count=2)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    exits, destroyed = [], []
+    monkeypatch.setattr(environment.atexit, "register", exits.append)
+    assert distribute.initialize() is True
+    assert exits == [environment._leave_group]
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: destroyed.append(True))
+    environment._leave_group()
+    assert destroyed == [True]
+    monkeypatch.setattr(failures, "_uncaught", True)  # an error escaped: a peer may still wait
+    environment._leave_group()
+    monkeypatch.setattr(failures, "_uncaught", False)
+    monkeypatch.setattr(failures, "_reported", "rank 1 failed: ValueError: x")
+    environment._leave_group()
+    assert destroyed == [True]
+
+
 def test_more_processes_than_gpus_on_a_node_is_named(monkeypatch):
     _pretend_gpus(monkeypatch, count=2)
     monkeypatch.setenv("RANK", "2")
