@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import tapefit
-from tapefit import config
 from tapefit.data import Dataset
 from tapefit.data._placement import device_batches
 
@@ -110,13 +109,6 @@ def test_pipelines_that_are_not_in_memory_gathers_stay_on_the_host():
     for name, ds in not_placed.items():
         assert device_batches(ds, META, float("inf")) is None, name
     assert device_batches(sources.batch(8), META, max_bytes=N * 3 * 4) is None  # over the budget
-
-
-@pytest.fixture
-def on_meta():
-    config.set_device(META)
-    yield
-    config.set_device("cpu")
 
 
 @pytest.mark.parametrize("class_weight", [None, {0: 1.0, 1: 2.0, 3: 0.5}])

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import tapefit.metrics as tm
-from tapefit import config
 
 META = torch.device("meta")
 N, C = 8, 4
@@ -69,42 +68,6 @@ CASES = {
     "KLDivergence": (tm.KLDivergence, BINARY),
     "BinaryIoU": (tm.BinaryIoU, (lambda: _t(N, dtype=torch.int64), lambda: _t(N))),
 }
-
-
-@pytest.fixture
-def on_meta():
-    before = config.get_device()
-    config.set_device(META)
-    yield
-    config.set_device(before)
-
-
-@pytest.fixture
-def no_host_to_device(monkeypatch):
-    """Make host data -> device copies raise, from when the fixture's ``arm()`` is called."""
-    armed = []
-
-    def guard_factory(original):
-        def guarded(data, *args, **kwargs):
-            out = original(data, *args, **kwargs)
-            if armed and not isinstance(data, torch.Tensor) and out.device.type != "cpu":
-                raise AssertionError(f"host data copied to {out.device}: {data!r}")
-            return out
-
-        return guarded
-
-    original_to = torch.Tensor.to
-
-    def guarded_to(self, *args, **kwargs):
-        out = original_to(self, *args, **kwargs)
-        if armed and self.device.type == "cpu" and out.device.type != "cpu":
-            raise AssertionError(f"a host tensor was copied to {out.device}")
-        return out
-
-    monkeypatch.setattr(torch, "as_tensor", guard_factory(torch.as_tensor))
-    monkeypatch.setattr(torch, "tensor", guard_factory(torch.tensor))
-    monkeypatch.setattr(torch.Tensor, "to", guarded_to)
-    return lambda: armed.append(True)
 
 
 @pytest.mark.filterwarnings("ignore:You are passing weight as `float`")

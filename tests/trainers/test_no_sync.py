@@ -26,13 +26,6 @@ N, BATCH = 96, 16
 
 
 @pytest.fixture
-def on_meta():
-    config.set_device(META)
-    yield
-    config.set_device("cpu")
-
-
-@pytest.fixture
 def epoch_end_reads(monkeypatch):
     """Replace the epoch-end read of the logs (the allowed sync) by zeros; count the reads."""
     reads: list[list[str]] = []
@@ -43,33 +36,6 @@ def epoch_end_reads(monkeypatch):
 
     monkeypatch.setattr(trainer_module, "to_python", fake_to_python)
     return reads
-
-
-@pytest.fixture
-def no_host_to_device(monkeypatch):
-    """From ``arm()`` on, host data copied to a device raises."""
-    armed: list[bool] = []
-    original_to = torch.Tensor.to
-
-    def guard(original):
-        def guarded(data, *args, **kwargs):
-            out = original(data, *args, **kwargs)
-            if armed and not isinstance(data, torch.Tensor) and out.device.type != "cpu":
-                raise AssertionError(f"host data copied to {out.device}: {data!r}")
-            return out
-
-        return guarded
-
-    def guarded_to(self, *args, **kwargs):
-        out = original_to(self, *args, **kwargs)
-        if armed and self.device.type == "cpu" and out.device.type != "cpu":
-            raise AssertionError(f"a host tensor of shape {tuple(self.shape)} was copied to {out.device}")
-        return out
-
-    monkeypatch.setattr(torch, "as_tensor", guard(torch.as_tensor))
-    monkeypatch.setattr(torch, "tensor", guard(torch.tensor))
-    monkeypatch.setattr(torch.Tensor, "to", guarded_to)
-    return lambda: armed.append(True)
 
 
 class _ArmAfterFirstEpoch(tapefit.callbacks.Callback):
