@@ -66,9 +66,10 @@ def device_batches(dataset: Any, device: torch.device, max_bytes: float) -> Plac
     if type(node) is not Batch:
         return None
     plan = node.up.plan()
-    if plan is None or _nbytes(plan.rows) is None:
+    size = None if plan is None else _nbytes(plan.rows)
+    if size is None:
         return None
-    if device not in plan.rows.__dict__.get("_placed", {}) and _nbytes(plan.rows) > max_bytes:
+    if device not in plan.rows.__dict__.get("_placed", {}) and size > max_bytes:
         return None  # (placed by an earlier fit: kept, whatever memory is free now)
     return Placed(plan, _placed(plan.rows, device), node, device)
 
