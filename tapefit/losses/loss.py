@@ -185,6 +185,12 @@ class Loss:
         """The computation dtype's name, as Keras reports it (``"float32"``)."""
         return str(self._torch_dtype).removeprefix("torch.")
 
+    def _sums_over_samples(self) -> bool:
+        """Whether this loss on a concatenation of batches, times its row count, equals the sum of
+        each batch's loss times its row count, so that an evaluation may compute it once per chunk
+        of batches. True only of the built-in per-sample losses (see LossFunctionWrapper)."""
+        return False
+
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
         y_pred, y_true = _convert_inputs(y_true, y_pred, self._torch_dtype)
         losses, mask = self._call_with_mask(y_true, y_pred)
@@ -269,6 +275,17 @@ class LossFunctionWrapper(Loss):
         if with_mask is not None:
             return with_mask(y_true, y_pred, **self._fn_kwargs)
         return self.fn(y_true, y_pred, **self._fn_kwargs), None
+
+    def _sums_over_samples(self) -> bool:
+        # A built-in per-sample function averaged over the elements: each batch's value times its
+        # rows is its per-sample sum over the trailing size. Not "sum" (per batch) nor a weighted
+        # mean, and not with ignored labels: their mask rescales each batch by its own count.
+        return (
+            type(self).__module__.startswith("tapefit.losses")
+            and getattr(self.fn, "__module__", "").startswith("tapefit.losses")
+            and self.reduction in ("sum_over_batch_size", "mean")
+            and self._fn_kwargs.get("ignore_class") is None
+        )
 
     def get_config(self) -> dict[str, Any]:
         from .serialization import serialize

@@ -45,6 +45,8 @@ class AUC(Metric):
         0.75
     """
 
+    _per_sample_state = True
+
     def __init__(
         self,
         num_thresholds: int = 200,

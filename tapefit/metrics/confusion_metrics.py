@@ -22,6 +22,8 @@ __all__ = ["TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives",
 class _Thresholded(Metric):
     """Shared plumbing: parsed thresholds, a device copy of them, and the count update."""
 
+    _per_sample_state = True
+
     def _set_thresholds(self, thresholds: Any, default: float) -> None:
         self.init_thresholds = thresholds
         self.thresholds = _confusion.parse_thresholds(thresholds, default)

@@ -34,6 +34,8 @@ class FBetaScore(Metric):
         [0.3846, 0.9091, 0.8333]
     """
 
+    _per_sample_state = True
+
     def __init__(
         self,
         average: str | None = None,

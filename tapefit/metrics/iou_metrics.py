@@ -19,6 +19,8 @@ __all__ = ["IoU", "MeanIoU", "BinaryIoU", "OneHotIoU", "OneHotMeanIoU"]
 
 
 class _IoUBase(Metric):
+    _per_sample_state = True
+
     def __init__(
         self,
         num_classes: int,

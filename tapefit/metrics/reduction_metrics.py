@@ -123,6 +123,8 @@ class MeanMetricWrapper(Mean):
         0.5
     """
 
+    _per_sample_state = True
+
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -135,6 +137,11 @@ class MeanMetricWrapper(Mean):
         self._fn_kwargs = kwargs
         if _is_loss(fn):
             self._direction = "down"
+
+    def _sums_over_samples(self) -> bool:
+        return super()._sums_over_samples() and getattr(self._fn, "__module__", "").startswith(
+            ("tapefit.metrics", "tapefit.losses")
+        )  # a user's fn may reduce over the batch, which a mean then counts once per batch
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         mask = get_mask(y_pred)

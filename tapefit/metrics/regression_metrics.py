@@ -136,6 +136,8 @@ class RootMeanSquaredError(Mean):
         0.5
     """
 
+    _per_sample_state = True
+
     def __init__(self, name: str = "root_mean_squared_error", dtype: str | torch.dtype | None = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self._direction = "down"

@@ -133,6 +133,11 @@ class CompileLoss:
         )
         self.built = True
 
+    def _sums_over_samples(self) -> bool:
+        """Whether every loss sums over samples (see ``Loss._sums_over_samples``): its per-output
+        trackers are means weighted by the row count, which sum over samples too."""
+        return self.built and all(fn is None or fn._sums_over_samples() for fn in self.losses)
+
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor | None:
         if not self.built:
             self.build(y_true, y_pred)
@@ -315,6 +320,9 @@ class CompileMetrics(metrics_lib.Metric):
             m.update_state(trues[i], preds[i], sample_weight=sws[i] if weighted else None)
 
     update_state._tapefit_follows_device = True  # type: ignore[attr-defined]
+
+    def _sums_over_samples(self) -> bool:
+        return self.built and all(m._sums_over_samples() for m in self.metrics)
 
     def result(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {m.name: m.result() for m in self.metrics}

@@ -8,7 +8,7 @@ Accumulation happens on the device; ``to_python`` reads everything in one transf
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,12 +47,16 @@ class MetricResults(Mapping):
     def __init__(self, model: Any):
         self._model = model
         self._values: dict[str, Any] | None = None
+        # Called before a read: brings deferred metric updates in (see eval_chunks).
+        self.before_read: Callable[[], None] | None = None
 
     def invalidate(self) -> None:
         self._values = None
 
     def _compute(self) -> dict[str, Any]:
         if self._values is None:
+            if self.before_read is not None:
+                self.before_read()
             self._values = flatten_logs({m.name: m.result() for m in self._model.metrics})
         return self._values
 

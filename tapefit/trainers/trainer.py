@@ -28,6 +28,7 @@ from .data_adapters import (
     unpack_x_y_sample_weight,
 )
 from .epoch_iterator import EpochIterator
+from .eval_chunks import eval_chunks
 from .fit_state import FitState, ResumePoint
 from .inference import inference_is_safe
 from .logs import EpochLogs, MetricResults, flatten_logs, to_python
@@ -377,14 +378,20 @@ class Trainer(CompileMixin, OnBatchMixin):
         logs = EpochLogs(self)
         hooks, per_execution, in_group = cbs.needs_test_batch_hooks, self.steps_per_execution, 0
         infer = inference_is_safe(self, iterator.adapter, "test_step", Trainer.test_step)
+        first, chunks = True, None
         with torch.no_grad(), contextlib.ExitStack() as inference:
             for step, batch in iterator.epoch():
                 if hooks and not in_group:
                     cbs.on_test_batch_begin(step)
-                logs.add(test_fn(batch))
-                if infer:  # the first step built whatever builds lazily; the rest need no autograd at all
-                    inference.enter_context(torch.inference_mode())
-                    infer = False
+                logs.add(test_fn(batch) if chunks is None else chunks.step(batch))
+                if first:  # the first step built whatever builds lazily
+                    first = False
+                    if infer:  # the rest need no autograd at all
+                        inference.enter_context(torch.inference_mode())
+                    if cbs.test_batches_read_lazily:  # metrics are read through the logs only
+                        chunks = eval_chunks(self, Trainer.test_step, Trainer.compute_loss)
+                        if chunks is not None:
+                            inference.callback(chunks.detach)
                 if hooks:
                     in_group += 1
                     if in_group == per_execution:
@@ -392,6 +399,8 @@ class Trainer(CompileMixin, OnBatchMixin):
                         cbs.on_test_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
             if in_group:  # the last execution was short
                 cbs.on_test_batch_end(step, logs.current(dict_copy=cbs.wants_batch_dicts))
+            if chunks is not None:
+                chunks.flush()
         if logs.steps == 0 and strategy is None:
             raise ValueError("The evaluation data is empty: it produced no batches.")
         result = self._read_logs(logs, strategy, "The evaluation data")

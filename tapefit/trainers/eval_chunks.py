@@ -1,0 +1,135 @@
+"""An evaluation's loss and metrics, computed once per chunk of batches instead of per batch.
+
+A small model's evaluation step is mostly fixed costs: the loss, the loss tracker and each
+metric launch a few kernels per batch, whatever its size (on the MLP of ``bench`` they take
+about a fifth of the step). When they all sum over samples (a mean over the rows weighted by
+the row count, a count of correct rows, a confusion matrix), their state after K batches equals
+their state after one update on the K batches concatenated, up to the order of float additions.
+The evaluation loop then runs the model on each batch as before, keeps its labels and outputs,
+and updates the loss and metrics once per chunk.
+
+Used only where the result cannot differ and nothing reads the metrics between batches:
+tapefit's own ``test_step`` and ``compute_loss``, built-in losses and metrics that sum over
+samples, no layer that adds losses of its own, and no callback called per batch other than the
+progress bar, whose reads of the batch logs first bring the deferred updates in. A model's
+outputs are kept until their chunk is done, so a module must not overwrite what it returned
+(torch's CUDA graphs raise if a replaced output is read).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..metrics._utils import get_mask
+from ..utils.data_utils import unpack_x_y_sample_weight
+from .logs import MetricResults
+from .outputs import batch_size_of
+
+__all__ = ["EvalChunks", "eval_chunks"]
+
+_MAX_BATCHES = 32
+# Labels, outputs and weights kept per chunk: small enough to stay in cache on a CPU.
+_MAX_BYTES = 4 << 20
+
+
+def eval_chunks(model: Any, default_test_step: Any, default_compute_loss: Any) -> EvalChunks | None:
+    """The chunked evaluation of ``model``, or None where per-batch updates are needed.
+
+    Called after the first batch, which builds the compiled loss and metrics.
+    """
+    cls = type(model)
+    if cls.test_step is not default_test_step or cls.compute_loss is not default_compute_loss:
+        return None
+    if any(layer.__dict__.get("_adds_losses") for layer in model._loss_layers()):
+        return None  # activity losses depend on each batch; weight penalties are constant, and fine
+    loss, metrics = model._compile_loss, model._compile_metrics
+    if loss is not None and not loss._sums_over_samples():
+        return None
+    if metrics is not None and not metrics._sums_over_samples():
+        return None
+    return EvalChunks(model)
+
+
+class EvalChunks:
+    """Runs the forward pass of each batch and the loss and metric updates once per chunk."""
+
+    def __init__(self, model: Any):
+        self._model = model
+        self._results: MetricResults = model._lazy_metrics_object()
+        self._pending: list[tuple[Any, Any, Any, int]] = []
+        self._capacity: int | None = None
+        self._results.before_read = self.flush
+
+    def detach(self) -> None:
+        """Stop serving reads of the model's batch logs (at the end of the evaluation)."""
+        self._results.before_read = None
+
+    def step(self, data: Any) -> MetricResults:
+        """``test_step(data)``, with the loss and metric updates deferred to the chunk's end."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        y_pred = self._model(x, training=False)
+        self._pending.append((y, y_pred, sample_weight, batch_size_of(x)))
+        if self._capacity is None:
+            self._capacity = _capacity(y, y_pred, sample_weight)
+        if len(self._pending) >= self._capacity:
+            self.flush()
+        return self._results
+
+    def flush(self) -> None:
+        """Update the loss and metrics with the batches run since the last flush."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if len(pending) > 1:
+            try:
+                y, y_pred, sample_weight = (_concat([p[i] for p in pending]) for i in range(3))
+            except (RuntimeError, TypeError, KeyError):
+                pass  # the batches differ beyond their row count (padded sequences): one at a time
+            else:
+                pending = [(y, y_pred, sample_weight, sum(p[3] for p in pending))]
+        model = self._model
+        for y, y_pred, sample_weight, rows in pending:
+            loss = model.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+            model._loss_tracker.update_state(loss, sample_weight=rows)
+            model._lazy_metrics(None, y, y_pred, sample_weight)
+
+
+def _capacity(y: Any, y_pred: Any, sample_weight: Any) -> int:
+    """Batches per chunk: up to ``_MAX_BATCHES`` and ``_MAX_BYTES``; 1 if an output carries a mask
+    (a masked mean divides each batch by its own count of unmasked entries)."""
+    if any(get_mask(t) is not None for t in _leaves(y_pred)):
+        return 1
+    size = sum(t.numel() * t.element_size() for t in _leaves((y, y_pred, sample_weight)))
+    return max(1, min(_MAX_BATCHES, _MAX_BYTES // max(size, 1)))
+
+
+def _leaves(tree: Any) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, (list, tuple)):
+        return [t for v in tree for t in _leaves(v)]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _leaves(v)]
+    return []
+
+
+def _concat(parts: list[Any]) -> Any:
+    """The batches' (nested) tensors joined along their rows; raises if their structures differ."""
+    first = parts[0]
+    if first is None:
+        if any(p is not None for p in parts):
+            raise TypeError("some batches have sample weights and some do not")
+        return None
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, (list, tuple)):
+        if any(type(p) is not type(first) or len(p) != len(first) for p in parts):
+            raise TypeError("the batches' structures differ")
+        return type(first)(_concat(list(column)) for column in zip(*parts))
+    if isinstance(first, dict):
+        if any(not isinstance(p, dict) or p.keys() != first.keys() for p in parts):
+            raise TypeError("the batches' structures differ")
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    raise TypeError(f"cannot join {type(first).__name__} batches")

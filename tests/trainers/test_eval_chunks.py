@@ -1,0 +1,298 @@
+"""evaluate() updates its loss and metrics once per chunk of batches where that gives the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import tapefit
+from tapefit import layers
+from tapefit.trainers import eval_chunks
+from tapefit.trainers.trainer import Trainer
+
+
+class _PerBatch(tapefit.callbacks.Callback):
+    """Reads the metrics at the end of every evaluation batch (which needs per-batch updates)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, float]] = []
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.seen.append({k: np.asarray(v, dtype=np.float64) for k, v in logs.items()})
+
+
+class _Counting:
+    """Counts ``compute_loss`` calls (one per update of the loss and metrics)."""
+
+    def __init__(self, model):
+        self.calls = 0
+        original = model.compute_loss
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        model.compute_loss = counted  # an instance attribute: the class's method is still tapefit's
+
+
+def _classifier(**dense_kwargs) -> tapefit.Model:
+    tapefit.utils.set_random_seed(0)
+    return tapefit.Sequential(
+        [tapefit.Input((6,)), layers.Dense(8, activation="relu", **dense_kwargs), layers.Dense(3)]
+    )
+
+
+def _data(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6)).astype("float32"), rng.integers(0, 3, n)
+
+
+def _evaluate(model, x, y, **kwargs):
+    return model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True, **kwargs)
+
+
+def test_chunked_loss_and_accuracy_equal_the_per_batch_torch_computation():
+    x, y = _data()  # 1000 rows: 31 batches of 32 and one of 8
+    model = _classifier()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    counter = _Counting(model)
+    got = _evaluate(model, x, y)
+    assert counter.calls == 1 + 1  # the first batch alone, then the other 31 in one chunk
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(x), 32):
+            out = model(xt[start : start + 32])
+            rows = len(out)
+            loss_sum += float(F.cross_entropy(out, yt[start : start + 32])) * rows
+            correct += int((out.argmax(1) == yt[start : start + 32]).sum())
+    assert got["loss"] == pytest.approx(loss_sum / len(x), rel=1e-6)
+    assert got["accuracy"] == pytest.approx(correct / len(x), rel=1e-7)  # a float32 ratio of counts
+
+
+def _same_as_per_batch(model_fn, x, y, rel=1e-6, **kwargs):
+    """Evaluates with chunks, then with a per-batch callback; returns the chunked compute_loss calls."""
+    chunked_model = model_fn()
+    counter = _Counting(chunked_model)
+    chunked = _evaluate(chunked_model, x, y, **kwargs)
+    per_batch_model = model_fn()
+    reader = _PerBatch()
+    per_batch = _evaluate(per_batch_model, x, y, callbacks=[reader], **kwargs)
+    assert chunked.keys() == per_batch.keys() == reader.seen[-1].keys()
+    for key in chunked:
+        np.testing.assert_allclose(chunked[key], per_batch[key], rtol=rel, atol=1e-7, err_msg=key)
+        # the callback's last batch logs are the final values (per-batch updates happened)
+        np.testing.assert_allclose(reader.seen[-1][key], per_batch[key], rtol=1e-7, err_msg=key)
+    return counter.calls
+
+
+def test_regression_losses_metrics_and_sample_weights_match_per_batch_updates():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 6)).astype("float32")
+    y = rng.normal(size=(500, 2)).astype("float32")
+    weights = rng.uniform(0, 2, size=500).astype("float32")
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(2, kernel_regularizer="l2")])
+        model.compile(
+            "sgd",
+            "mse",
+            metrics=["mae", tapefit.metrics.RootMeanSquaredError(name="rmse")],
+            weighted_metrics=["mse"],
+        )
+        return model
+
+    calls = _same_as_per_batch(model_fn, x, y, sample_weight=weights)
+    assert calls == 2  # a weight penalty is the same for every batch, so it does not stop chunking
+
+
+def test_binary_confusion_metrics_match_per_batch_updates():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(700, 6)).astype("float32")
+    y = (x[:, :1] + 0.5 * rng.normal(size=(700, 1)) > 0).astype("float32")
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(1, activation="sigmoid")])
+        model.compile(
+            "sgd",
+            "binary_crossentropy",
+            metrics=[
+                "accuracy",
+                tapefit.metrics.AUC(name="auc"),
+                tapefit.metrics.Precision(name="precision"),
+                tapefit.metrics.Recall(thresholds=[0.3, 0.7], name="recall"),
+                tapefit.metrics.F1Score(threshold=0.5, name="f1"),
+                tapefit.metrics.BinaryIoU(name="iou"),
+            ],
+        )
+        return model
+
+    assert _same_as_per_batch(model_fn, x, y) == 2
+
+
+def test_a_two_output_model_with_loss_weights_matches_per_batch_updates():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 6)).astype("float32")
+    targets = {"cls": rng.integers(0, 3, 300), "reg": rng.normal(size=(300, 1)).astype("float32")}
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        inputs = tapefit.Input((6,))
+        hidden = layers.Dense(8, activation="relu")(inputs)
+        model = tapefit.Model(
+            inputs, {"cls": layers.Dense(3, name="cls")(hidden), "reg": layers.Dense(1, name="reg")(hidden)}
+        )
+        model.compile(
+            "sgd",
+            loss={"cls": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), "reg": "huber"},
+            loss_weights={"cls": 1.0, "reg": 0.5},
+            metrics={"cls": ["accuracy"], "reg": ["mae"]},
+        )
+        return model
+
+    assert _same_as_per_batch(model_fn, x, targets) == 2
+
+
+def test_the_progress_bar_reads_exact_values_of_a_chunked_evaluation(capsys):
+    x, y = _data(400)
+    model = _classifier()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    counter = _Counting(model)
+    got = model.evaluate(x, y, batch_size=32, verbose=1, return_dict=True)
+    assert counter.calls < 13  # chunked although a progress bar listens per batch
+    final_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"accuracy: {got['accuracy']:.4f}" in final_line
+    assert f"loss: {got['loss']:.4f}" in final_line
+    assert model._lazy_metrics_object().before_read is None  # detached after the evaluation
+
+
+class _UserAccuracy(tapefit.metrics.Metric):
+    """A user's metric: the mean of per-batch accuracies (depends on how batches are cut)."""
+
+    def __init__(self, name="batch_mean_accuracy"):
+        super().__init__(name=name)
+        self.total = self.add_variable(shape=(), name="total")
+        self.batches = self.add_variable(shape=(), name="batches")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add((y_pred.argmax(-1) == y_true).float().mean())
+        self.batches.assign_add(torch.ones(()))
+
+    def result(self):
+        return self.total.value / self.batches.value
+
+
+def _worst_ce(y_true, y_pred):
+    """A user's function with one value per batch: its worst sample's cross-entropy."""
+    return F.cross_entropy(y_pred, y_true.long(), reduction="none").max()
+
+
+@pytest.mark.parametrize(
+    "compile_kwargs",
+    [
+        {
+            "loss": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "metrics": [_UserAccuracy()],
+        },
+        {"loss": _worst_ce},
+        {"loss": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2)},
+        {"loss": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")},
+        {
+            "loss": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "metrics": [tapefit.metrics.MeanMetricWrapper(_worst_ce, name="user")],
+        },
+    ],
+    ids=["user-metric", "user-loss", "ignore-class", "sum-reduction", "user-fn-in-wrapper"],
+)
+def test_what_does_not_sum_over_samples_is_updated_per_batch(compile_kwargs):
+    x, y = _data(200)  # 7 batches, the last of 8 rows: batch-level statistics differ from chunked ones
+    model = _classifier()
+    model.compile("sgd", **compile_kwargs)
+    counter = _Counting(model)
+    got = _evaluate(model, x, y)
+    assert counter.calls == 7
+    assert eval_chunks.eval_chunks(model, Trainer.test_step, Trainer.compute_loss) is None
+
+    per_batch = _classifier()
+    per_batch.compile("sgd", **compile_kwargs)
+    assert _evaluate(per_batch, x, y, callbacks=[_PerBatch()]) == pytest.approx(got)
+
+
+def test_layers_that_add_losses_and_overridden_steps_are_updated_per_batch():
+    x, y = _data(200)
+    model = _classifier(activity_regularizer="l2")
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    counter = _Counting(model)
+    _evaluate(model, x, y)
+    assert counter.calls == 7
+
+    class OwnStep(tapefit.Sequential):
+        def test_step(self, data):
+            return super().test_step(data)
+
+    tapefit.utils.set_random_seed(0)
+    own = OwnStep([tapefit.Input((6,)), layers.Dense(3)])
+    own.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    counter = _Counting(own)
+    _evaluate(own, x, y)
+    assert counter.calls == 7
+
+
+def test_batches_of_different_shapes_are_updated_one_by_one():
+    def batches():  # sequences padded to each batch's own length: the per-batch means differ
+        rng = np.random.default_rng(4)
+        for length in (3, 5, 3, 7, 2):
+            x = rng.normal(size=(4, length, 2)).astype("float32")
+            yield x, rng.normal(size=(4, length, 1)).astype("float32")
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((None, 2)), layers.Dense(1)])
+        model.compile("sgd", "mse", metrics=["mae"])
+        return model
+
+    chunked = model_fn()
+    got = chunked.evaluate(batches(), verbose=0, return_dict=True)
+    per_batch = model_fn()
+    want = per_batch.evaluate(batches(), verbose=0, return_dict=True, callbacks=[_PerBatch()])
+    assert got == pytest.approx(want, rel=1e-6)
+    manual_loss, manual_mae = 0.0, 0.0
+    with torch.no_grad():
+        for xb, yb in batches():
+            out = chunked(torch.from_numpy(xb))
+            manual_loss += float(F.mse_loss(out, torch.from_numpy(yb))) * 4
+            manual_mae += float((out - torch.from_numpy(yb)).abs().mean()) * 4
+    assert got["loss"] == pytest.approx(manual_loss / 20, rel=1e-6)
+    assert got["mae"] == pytest.approx(manual_mae / 20, rel=1e-6)
+
+
+def test_large_outputs_make_chunks_of_one_batch():
+    y_pred = torch.zeros(32, eval_chunks._MAX_BYTES // (32 * 4))  # one batch's outputs fill the budget
+    assert eval_chunks._capacity(torch.zeros(32, dtype=torch.int64), y_pred, None) == 1
+    assert eval_chunks._capacity(torch.zeros(32, dtype=torch.int64), torch.zeros(32, 10), None) == 32
+    masked = torch.zeros(32, 10)
+    masked._keras_mask = torch.ones(32, dtype=torch.bool)
+    assert eval_chunks._capacity(torch.zeros(32), masked, None) == 1
+
+
+def test_an_evaluation_that_fails_leaves_no_deferred_updates_behind():
+    def batches():
+        rng = np.random.default_rng(5)
+        for i in range(6):
+            if i == 4:
+                raise RuntimeError("the data source failed")
+            yield rng.normal(size=(8, 6)).astype("float32"), rng.integers(0, 3, 8)
+
+    model = _classifier()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    with pytest.raises(RuntimeError, match="the data source failed"):
+        model.evaluate(batches(), verbose=0)
+    assert model._lazy_metrics_object().before_read is None
+    x, y = _data(64)
+    assert _evaluate(model, x, y) == pytest.approx(_evaluate(model, x, y, callbacks=[_PerBatch()]))
