@@ -132,13 +132,14 @@ class CallbackList(Callback):
         # The callback that times fit's step loop (None: the loop runs untimed).
         splits = [cb for cb in self.callbacks if isinstance(cb, TimeSplit)]
         self.time_split: TimeSplit | None = splits[0] if splits else None
+        # Whether every callback called per evaluation batch is tapefit's progress bar (a subclass may
+        # read model.metrics), which reads metrics only through the lazy logs (so an evaluation may
+        # defer its metric updates until then).
+        self.test_batches_read_lazily = all(
+            type(cb) is ProgbarLogger for hook in _BATCH_HOOKS["test"] for cb in self._listeners[hook]
+        )
         # Callbacks other than the progress bar may keep the batch logs they are given, so they get
         # a plain dict each step; the progress bar reads lazily computed results when it draws.
-        # Whether every callback called per evaluation batch is a progress bar, which reads metrics
-        # only through the lazy logs (so an evaluation may defer its metric updates until then).
-        self.test_batches_read_lazily = all(
-            isinstance(cb, ProgbarLogger) for hook in _BATCH_HOOKS["test"] for cb in self._listeners[hook]
-        )
         self.wants_batch_dicts = any(
             not isinstance(cb, ProgbarLogger)
             for hook in ("on_train_batch_end", "on_test_batch_end", "on_batch_end")

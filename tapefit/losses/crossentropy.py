@@ -23,7 +23,7 @@ from ._tensors import (
     should_check_values,
     true_like,
 )
-from .loss import _BuiltinLoss
+from .loss import _BuiltinLoss, _row_local
 
 __all__ = [
     "sparse_categorical_crossentropy",
@@ -90,6 +90,7 @@ def _sparse_with_mask(
     return result, valid
 
 
+@_row_local
 def sparse_categorical_crossentropy(
     y_true: Any, y_pred: Any, from_logits: bool = False, ignore_class: int | None = None, axis: int = -1
 ) -> torch.Tensor:
@@ -134,6 +135,7 @@ def _categorical_inputs(
     return y_true, y_pred
 
 
+@_row_local
 def categorical_crossentropy(
     y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
 ) -> torch.Tensor:
@@ -151,6 +153,7 @@ def categorical_crossentropy(
     return -torch.sum(y_true * log_prob, dim=axis)
 
 
+@_row_local
 def categorical_focal_crossentropy(
     y_true: Any,
     y_pred: Any,
@@ -192,6 +195,7 @@ def _binary_inputs(
     return y_true, y_pred
 
 
+@_row_local
 def binary_crossentropy(
     y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
 ) -> torch.Tensor:
@@ -205,6 +209,7 @@ def binary_crossentropy(
     return torch.mean(_binary_elementwise(y_true, y_pred, from_logits), dim=axis)
 
 
+@_row_local
 def binary_focal_crossentropy(
     y_true: Any,
     y_pred: Any,

@@ -151,6 +151,20 @@ def reduce_weighted_values(
     return reduce_values(values, sample_weight, reduction)
 
 
+def _row_local(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Mark a built-in loss or metric function whose value for each row of a batch depends on that
+    row alone (``hinge`` does not: it looks at every label to choose their encoding), so that it may
+    run on several batches joined together (see ``Loss._sums_over_samples``)."""
+    fn._row_local = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _keeps_rows(values: torch.Tensor, y_pred: torch.Tensor) -> bool:
+    """Whether per-sample ``values`` have one entry (or row of entries) per row of ``y_pred``: not
+    one value for the whole batch, as the mean-over-last-axis functions give on 1-D data."""
+    return values.dim() >= 1 and values.shape[0] == y_pred.shape[0]
+
+
 class Loss:
     """Base class of every loss: subclasses implement ``call(y_true, y_pred)`` returning per-sample losses.
 
@@ -185,10 +199,11 @@ class Loss:
         """The computation dtype's name, as Keras reports it (``"float32"``)."""
         return str(self._torch_dtype).removeprefix("torch.")
 
-    def _sums_over_samples(self) -> bool:
-        """Whether this loss on a concatenation of batches, times its row count, equals the sum of
-        each batch's loss times its row count, so that an evaluation may compute it once per chunk
-        of batches. True only of the built-in per-sample losses (see LossFunctionWrapper)."""
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        """Whether this loss on a concatenation of batches like ``(y_true, y_pred)``, times its row
+        count, equals the sum of each batch's loss times its row count, so that an evaluation may
+        compute it once per chunk of batches. True only of built-in per-sample losses (see
+        LossFunctionWrapper); runs the loss once on the batch to see its values' shape."""
         return False
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
@@ -276,16 +291,20 @@ class LossFunctionWrapper(Loss):
             return with_mask(y_true, y_pred, **self._fn_kwargs)
         return self.fn(y_true, y_pred, **self._fn_kwargs), None
 
-    def _sums_over_samples(self) -> bool:
-        # A built-in per-sample function averaged over the elements: each batch's value times its
-        # rows is its per-sample sum over the trailing size. Not "sum" (per batch) nor a weighted
-        # mean, and not with ignored labels: their mask rescales each batch by its own count.
-        return (
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        # A row-local function with one value per row, averaged over the elements: each batch's
+        # value times its rows is its per-sample sum over the trailing size. Not "sum" (per batch)
+        # nor a weighted mean, and no mask (ignored labels): it rescales each batch by its own count.
+        if not (
             type(self).__module__.startswith("tapefit.losses")
-            and getattr(self.fn, "__module__", "").startswith("tapefit.losses")
+            and getattr(self.fn, "_row_local", False)
             and self.reduction in ("sum_over_batch_size", "mean")
             and self._fn_kwargs.get("ignore_class") is None
-        )
+        ):
+            return False
+        y_pred, y_true = _convert_inputs(y_true, y_pred, self._torch_dtype)
+        values, mask = self._call_with_mask(y_true, y_pred)
+        return mask is None and _keeps_rows(values, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         from .serialization import serialize

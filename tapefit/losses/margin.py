@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ._tensors import align, pred_tensor, true_like
-from .loss import _BuiltinLoss
+from .loss import _BuiltinLoss, _row_local
 
 __all__ = ["hinge", "squared_hinge", "categorical_hinge", "Hinge", "SquaredHinge", "CategoricalHinge"]
 
@@ -38,6 +38,7 @@ def squared_hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
     return torch.mean(torch.square(torch.clamp_min(1.0 - y_true * y_pred, 0.0)), dim=-1)
 
 
+@_row_local
 def categorical_hinge(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`` for one-hot ``y_true``."""
     y_pred = pred_tensor(y_pred)

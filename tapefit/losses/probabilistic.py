@@ -8,11 +8,12 @@ import torch
 
 from .. import config
 from ._tensors import align, pred_tensor, true_like
-from .loss import _BuiltinLoss
+from .loss import _BuiltinLoss, _row_local
 
 __all__ = ["kl_divergence", "poisson", "KLDivergence", "Poisson"]
 
 
+@_row_local
 def kl_divergence(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``sum(y_true * log(y_true / y_pred), axis=-1)`` with both clipped to ``[epsilon, 1]``.
 
@@ -28,6 +29,7 @@ def kl_divergence(y_true: Any, y_pred: Any) -> torch.Tensor:
     return torch.sum(y_true * torch.log(y_true / y_pred), dim=-1)
 
 
+@_row_local
 def poisson(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``mean(y_pred - y_true * log(y_pred + epsilon), axis=-1)``: Poisson NLL up to a constant."""
     y_pred = pred_tensor(y_pred)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .. import config
 from ._tensors import align, pred_tensor, true_like
-from .loss import _BuiltinLoss
+from .loss import _BuiltinLoss, _row_local
 
 __all__ = [
     "mean_squared_error",
@@ -40,6 +40,7 @@ def _inputs(y_true: Any, y_pred: Any, name: str) -> tuple[torch.Tensor, torch.Te
     return align(true_like(y_true, y_pred), y_pred, name)
 
 
+@_row_local
 def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``mean((y_true - y_pred) ** 2, axis=-1)``.
 
@@ -51,12 +52,14 @@ def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     return torch.mean(torch.square(y_true - y_pred), dim=-1)
 
 
+@_row_local
 def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``mean(abs(y_true - y_pred), axis=-1)``."""
     y_true, y_pred = _inputs(y_true, y_pred, "mean_absolute_error")
     return torch.mean(torch.abs(y_true - y_pred), dim=-1)
 
 
+@_row_local
 def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``100 * mean(abs((y_true - y_pred) / max(abs(y_true), epsilon)), axis=-1)``."""
     y_true, y_pred = _inputs(y_true, y_pred, "mean_absolute_percentage_error")
@@ -64,6 +67,7 @@ def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     return 100.0 * torch.mean(diff, dim=-1)
 
 
+@_row_local
 def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``mean((log(max(y_pred, eps) + 1) - log(max(y_true, eps) + 1)) ** 2, axis=-1)``."""
     y_true, y_pred = _inputs(y_true, y_pred, "mean_squared_logarithmic_error")
@@ -73,6 +77,7 @@ def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     return torch.mean(torch.square(first_log - second_log), dim=-1)
 
 
+@_row_local
 def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
     """Quadratic for errors up to ``delta``, linear beyond: ``0.5 e**2`` or ``delta * |e| - 0.5 delta**2``."""
     y_true, y_pred = _inputs(y_true, y_pred, "huber")
@@ -83,6 +88,7 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
     return torch.mean(torch.where(abs_error <= delta, quadratic, linear), dim=-1)
 
 
+@_row_local
 def log_cosh(y_true: Any, y_pred: Any) -> torch.Tensor:
     """``mean(log(cosh(y_pred - y_true)), axis=-1)`` as ``x + softplus(-2x) - log 2`` (no overflow)."""
     y_true, y_pred = _inputs(y_true, y_pred, "log_cosh")
@@ -95,6 +101,7 @@ def _l2_normalize(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x * torch.clamp_max(inv_norm, 1.0 / config.epsilon())
 
 
+@_row_local
 def cosine_similarity(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
     """Negative cosine similarity along ``axis``: -1 when the vectors point the same way, 0 when orthogonal.
 

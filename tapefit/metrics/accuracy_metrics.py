@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..losses.loss import _row_local
 from ._utils import squeeze_or_expand_to_same_rank, to_tensor, torch_dtype
 from .reduction_metrics import MeanMetricWrapper
 
@@ -45,6 +46,7 @@ def _pair(y_true: Any, y_pred: Any, true_like_pred: bool = True) -> tuple[torch.
     return (y_true.to(_label_dtype(y_pred.dtype)) if true_like_pred else y_true), y_pred
 
 
+@_row_local
 def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     """1.0 where ``y_true == y_pred`` exactly, else 0.0."""
     y_true, y_pred = _pair(y_true, y_pred)
@@ -52,6 +54,7 @@ def accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     return (y_true == y_pred).to(_floatx())
 
 
+@_row_local
 def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.Tensor:
     """1.0 where ``y_pred > threshold`` agrees with the 0/1 label ``y_true``."""
     y_true, y_pred = _pair(y_true, y_pred, true_like_pred=False)
@@ -59,6 +62,7 @@ def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> torch.T
     return (y_true == (y_pred > threshold).to(y_true.dtype)).to(_floatx())
 
 
+@_row_local
 def categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     """1.0 where the arg-max of ``y_pred`` is the arg-max of the one-hot ``y_true``."""
     y_pred = to_tensor(y_pred)
@@ -71,6 +75,7 @@ def categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     return matches.reshape(original_shape) if reshape else matches
 
 
+@_row_local
 def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> torch.Tensor:
     """1.0 where the arg-max of ``y_pred`` equals the integer label (``y_true`` of shape (N,) or (N, 1))."""
     y_true, y_pred = _pair(y_true, y_pred)
@@ -100,6 +105,7 @@ def _flatten_for_top_k(y_true: torch.Tensor, y_pred: torch.Tensor) -> tuple[torc
     return (y_true.reshape(-1) if reshape else y_true), y_pred, reshape
 
 
+@_row_local
 def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> torch.Tensor:
     """1.0 where the one-hot ``y_true``'s class is among the ``k`` highest scores of ``y_pred``."""
     y_true, y_pred = _pair(y_true, y_pred)
@@ -110,6 +116,7 @@ def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> torch.Te
     return matches.reshape(original_shape) if reshape else matches
 
 
+@_row_local
 def sparse_top_k_categorical_accuracy(
     y_true: Any, y_pred: Any, k: int = 5, from_sorted_ids: bool = False
 ) -> torch.Tensor:

@@ -263,11 +263,11 @@ class Metric:
     # Set by the built-in metrics whose state is sums and counts over samples (see below).
     _per_sample_state = False
 
-    def _sums_over_samples(self) -> bool:
-        """Whether updating on several batches one by one equals one update on their concatenation,
-        so that an evaluation may update once per chunk of batches. True of the built-in metrics of
-        ``(y_true, y_pred)``, whose state is sums and counts over samples; never of a user's class,
-        whose ``update_state`` may look at the batch as a whole."""
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        """Whether updating on several batches like ``(y_true, y_pred)`` one by one equals one
+        update on their concatenation, so that an evaluation may update once per chunk of batches.
+        True of the built-in metrics of ``(y_true, y_pred)``, whose state is sums and counts over
+        samples; never of a user's class, whose ``update_state`` may look at the batch as a whole."""
         return self._per_sample_state and type(self).__module__.startswith("tapefit.metrics")
 
     def get_config(self) -> dict[str, Any]:

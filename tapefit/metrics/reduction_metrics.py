@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..losses.loss import _keeps_rows
 from ._utils import apply_mask, divide_no_nan, get_mask, squeeze_or_expand_to_same_rank
 from .metric import Metric
 
@@ -138,10 +139,13 @@ class MeanMetricWrapper(Mean):
         if _is_loss(fn):
             self._direction = "down"
 
-    def _sums_over_samples(self) -> bool:
-        return super()._sums_over_samples() and getattr(self._fn, "__module__", "").startswith(
-            ("tapefit.metrics", "tapefit.losses")
-        )  # a user's fn may reduce over the batch, which a mean then counts once per batch
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        # A mean counts a function's single value for a batch once per update, so the function must
+        # be row-local and give a value per row here (the mean-over-last-axis ones do not on 1-D data).
+        if not (super()._sums_over_samples(y_true, y_pred) and getattr(self._fn, "_row_local", False)):
+            return False
+        y_pred = self._as_tensor(y_pred)
+        return _keeps_rows(self._fn(self._as_tensor(y_true), y_pred, **self._fn_kwargs), y_pred)
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         mask = get_mask(y_pred)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .. import config, losses
+from ..losses.loss import _row_local
 from ._utils import squeeze_or_expand_to_same_rank, to_tensor
 from .reduction_metrics import Mean, MeanMetricWrapper
 
@@ -41,6 +42,7 @@ def _l2_normalize(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x * inv_norm.clamp_max(1.0 / config.epsilon())
 
 
+@_row_local
 def _cosine_similarity(y_true: Any, y_pred: Any, axis: int = -1) -> torch.Tensor:
     y_true, y_pred = _pair(y_true, y_pred)
     return (_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis)).sum(dim=axis)

@@ -133,10 +133,14 @@ class CompileLoss:
         )
         self.built = True
 
-    def _sums_over_samples(self) -> bool:
-        """Whether every loss sums over samples (see ``Loss._sums_over_samples``): its per-output
-        trackers are means weighted by the row count, which sum over samples too."""
-        return self.built and all(fn is None or fn._sums_over_samples() for fn in self.losses)
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        """Whether every loss sums over samples on batches like this one (``Loss._sums_over_samples``):
+        its per-output trackers are means weighted by the row count, which sum over samples too."""
+        if not self.built:
+            return False
+        preds = _flat(y_pred, self.names)
+        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
+        return all(fn is None or fn._sums_over_samples(t, p) for fn, t, p in zip(self.losses, trues, preds))
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor | None:
         if not self.built:
@@ -321,8 +325,12 @@ class CompileMetrics(metrics_lib.Metric):
 
     update_state._tapefit_follows_device = True  # type: ignore[attr-defined]
 
-    def _sums_over_samples(self) -> bool:
-        return self.built and all(m._sums_over_samples() for m in self.metrics)
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        if not self.built:
+            return False
+        preds = _flat(y_pred, self.names)
+        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
+        return all(m._sums_over_samples(trues[i], preds[i]) for i, m, _ in self._plan)
 
     def result(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {m.name: m.result() for m in self.metrics}

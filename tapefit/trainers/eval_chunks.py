@@ -9,11 +9,13 @@ The evaluation loop then runs the model on each batch as before, keeps its label
 and updates the loss and metrics once per chunk.
 
 Used only where the result cannot differ and nothing reads the metrics between batches:
-tapefit's own ``test_step`` and ``compute_loss``, built-in losses and metrics that sum over
-samples, no layer that adds losses of its own, and no callback called per batch other than the
-progress bar, whose reads of the batch logs first bring the deferred updates in. A model's
-outputs are kept until their chunk is done, so a module must not overwrite what it returned
-(torch's CUDA graphs raise if a replaced output is read).
+tapefit's own ``test_step`` and ``compute_loss``; built-in losses and metrics whose functions
+are row-local and give one value per row on these batches (checked on the second batch); no
+layer that adds losses of its own; batches that are fresh tensors (arrays, a ``Dataset``, a
+``DataLoader``: a generator may refill the arrays it yields); and no callback called per batch
+other than tapefit's progress bar, whose reads of the batch logs first bring the deferred
+updates in. A model's outputs are kept until their chunk is done, so a module must not
+overwrite what it returned (torch's CUDA graphs raise if a replaced output is read).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any
 
 import torch
 
+from ..layers import layer as _layer
 from ..metrics._utils import get_mask
 from ..utils.data_utils import unpack_x_y_sample_weight
+from .data_adapters import ArrayAdapter, IterableAdapter, is_dataset_like, leaves
 from .logs import MetricResults
 from .outputs import batch_size_of
 
@@ -34,22 +38,30 @@ _MAX_BATCHES = 32
 _MAX_BYTES = 4 << 20
 
 
-def eval_chunks(model: Any, default_test_step: Any, default_compute_loss: Any) -> EvalChunks | None:
-    """The chunked evaluation of ``model``, or None where per-batch updates are needed.
+def eval_chunks(
+    model: Any, adapter: Any, default_test_step: Any, default_compute_loss: Any
+) -> EvalChunks | None:
+    """The chunked evaluation of ``model`` on ``adapter``'s batches, or None where per-batch
+    updates are needed.
 
-    Called after the first batch, which builds the compiled loss and metrics.
+    Called after the first batch, which builds the compiled loss and metrics. The trainer passes
+    its own ``test_step`` and ``compute_loss`` (this module cannot import the trainer).
     """
     cls = type(model)
     if cls.test_step is not default_test_step or cls.compute_loss is not default_compute_loss:
         return None
-    if any(layer.__dict__.get("_adds_losses") for layer in model._loss_layers()):
-        return None  # activity losses depend on each batch; weight penalties are constant, and fine
-    loss, metrics = model._compile_loss, model._compile_metrics
-    if loss is not None and not loss._sums_over_samples():
-        return None
-    if metrics is not None and not metrics._sums_over_samples():
+    fresh = isinstance(adapter, ArrayAdapter) or (
+        type(adapter) is IterableAdapter and is_dataset_like(adapter.data)
+    )
+    if not fresh or _adds_losses(model):
         return None
     return EvalChunks(model)
+
+
+def _adds_losses(model: Any) -> bool:
+    """Whether a layer adds losses of its own (activity losses depend on each batch; the weights'
+    penalties are the same for every batch, which sums over samples)."""
+    return any(layer.__dict__.get("_adds_losses") for layer in model._loss_layers())
 
 
 class EvalChunks:
@@ -60,6 +72,7 @@ class EvalChunks:
         self._results: MetricResults = model._lazy_metrics_object()
         self._pending: list[tuple[Any, Any, Any, int]] = []
         self._capacity: int | None = None
+        self._structure = _layer._structure_version[0]
         self._results.before_read = self.flush
 
     def detach(self) -> None:
@@ -70,9 +83,15 @@ class EvalChunks:
         """``test_step(data)``, with the loss and metric updates deferred to the chunk's end."""
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self._model(x, training=False)
-        self._pending.append((y, y_pred, sample_weight, batch_size_of(x)))
+        if self._structure != _layer._structure_version[0]:  # a layer may have added its first loss
+            self._structure = _layer._structure_version[0]
+            if _adds_losses(self._model):
+                self.flush()  # the batches before this one added none
+                self._capacity = 1
         if self._capacity is None:
-            self._capacity = _capacity(y, y_pred, sample_weight)
+            self._capacity = self._first_capacity(y, y_pred, sample_weight)
+        self._pending.append((y, y_pred, sample_weight, batch_size_of(x)))
+        self._results.invalidate()
         if len(self._pending) >= self._capacity:
             self.flush()
         return self._results
@@ -85,7 +104,7 @@ class EvalChunks:
         if len(pending) > 1:
             try:
                 y, y_pred, sample_weight = (_concat([p[i] for p in pending]) for i in range(3))
-            except (RuntimeError, TypeError, KeyError):
+            except (RuntimeError, TypeError):
                 pass  # the batches differ beyond their row count (padded sequences): one at a time
             else:
                 pending = [(y, y_pred, sample_weight, sum(p[3] for p in pending))]
@@ -95,24 +114,25 @@ class EvalChunks:
             model._loss_tracker.update_state(loss, sample_weight=rows)
             model._lazy_metrics(None, y, y_pred, sample_weight)
 
+    def _first_capacity(self, y: Any, y_pred: Any, sample_weight: Any) -> int:
+        """Batches per chunk: up to ``_MAX_BATCHES`` and ``_MAX_BYTES``; 1 where the loss or a metric
+        does not sum over samples on batches like this one, or an output carries a mask (a masked
+        mean divides each batch by its own count of unmasked entries)."""
+        model = self._model
+        if any(get_mask(t) is not None for t in leaves(y_pred)):
+            return 1
+        loss, metrics = model._compile_loss, model._compile_metrics
+        if loss is not None and not loss._sums_over_samples(y, y_pred):
+            return 1
+        if metrics is not None and not metrics._sums_over_samples(y, y_pred):
+            return 1
+        return _capacity(y, y_pred, sample_weight)
+
 
 def _capacity(y: Any, y_pred: Any, sample_weight: Any) -> int:
-    """Batches per chunk: up to ``_MAX_BATCHES`` and ``_MAX_BYTES``; 1 if an output carries a mask
-    (a masked mean divides each batch by its own count of unmasked entries)."""
-    if any(get_mask(t) is not None for t in _leaves(y_pred)):
-        return 1
-    size = sum(t.numel() * t.element_size() for t in _leaves((y, y_pred, sample_weight)))
+    tensors = [t for t in leaves((y, y_pred, sample_weight)) if isinstance(t, torch.Tensor)]
+    size = sum(t.numel() * t.element_size() for t in tensors)
     return max(1, min(_MAX_BATCHES, _MAX_BYTES // max(size, 1)))
-
-
-def _leaves(tree: Any) -> list[torch.Tensor]:
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    if isinstance(tree, (list, tuple)):
-        return [t for v in tree for t in _leaves(v)]
-    if isinstance(tree, dict):
-        return [t for v in tree.values() for t in _leaves(v)]
-    return []
 
 
 def _concat(parts: list[Any]) -> Any:

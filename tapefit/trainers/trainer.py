@@ -389,7 +389,7 @@ class Trainer(CompileMixin, OnBatchMixin):
                     if infer:  # the rest need no autograd at all
                         inference.enter_context(torch.inference_mode())
                     if cbs.test_batches_read_lazily:  # metrics are read through the logs only
-                        chunks = eval_chunks(self, Trainer.test_step, Trainer.compute_loss)
+                        chunks = eval_chunks(self, iterator.adapter, Trainer.test_step, Trainer.compute_loss)
                         if chunks is not None:
                             inference.callback(chunks.detach)
                 if hooks:

@@ -10,7 +10,6 @@ from torch.nn import functional as F
 import tapefit
 from tapefit import layers
 from tapefit.trainers import eval_chunks
-from tapefit.trainers.trainer import Trainer
 
 
 class _PerBatch(tapefit.callbacks.Callback):
@@ -217,7 +216,10 @@ def test_what_does_not_sum_over_samples_is_updated_per_batch(compile_kwargs):
     counter = _Counting(model)
     got = _evaluate(model, x, y)
     assert counter.calls == 7
-    assert eval_chunks.eval_chunks(model, Trainer.test_step, Trainer.compute_loss) is None
+    chunks = eval_chunks.EvalChunks(model)
+    with torch.no_grad():
+        assert chunks._first_capacity(torch.from_numpy(y[:32]), model(torch.from_numpy(x[:32])), None) == 1
+    chunks.detach()
 
     per_batch = _classifier()
     per_batch.compile("sgd", **compile_kwargs)
@@ -272,13 +274,152 @@ def test_batches_of_different_shapes_are_updated_one_by_one():
     assert got["mae"] == pytest.approx(manual_mae / 20, rel=1e-6)
 
 
-def test_large_outputs_make_chunks_of_one_batch():
+def test_large_or_masked_outputs_make_chunks_of_one_batch():
     y_pred = torch.zeros(32, eval_chunks._MAX_BYTES // (32 * 4))  # one batch's outputs fill the budget
     assert eval_chunks._capacity(torch.zeros(32, dtype=torch.int64), y_pred, None) == 1
     assert eval_chunks._capacity(torch.zeros(32, dtype=torch.int64), torch.zeros(32, 10), None) == 32
-    masked = torch.zeros(32, 10)
-    masked._keras_mask = torch.ones(32, dtype=torch.bool)
-    assert eval_chunks._capacity(torch.zeros(32), masked, None) == 1
+    model = _classifier()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    x, y = _data(64)
+    _evaluate(model, x, y)  # builds the compiled loss and metrics
+    chunks = eval_chunks.EvalChunks(model)
+    labels, outputs = torch.from_numpy(y[:32]), torch.zeros(32, 3)
+    assert chunks._first_capacity(labels, outputs, None) == 32
+    outputs._keras_mask = torch.ones(32, dtype=torch.bool)
+    assert chunks._first_capacity(labels, outputs, None) == 1
+    chunks.detach()
+
+
+def test_intermediate_progress_lines_show_the_values_so_far(capsys):
+    x, y = _data(320)
+    lines = {}
+    for how, extra in (("chunked", []), ("per-batch", [_PerBatch()])):
+        model = _classifier()
+        model.compile(
+            "sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+        )
+        progress = tapefit.callbacks.ProgbarLogger(interval=0)  # a line per batch
+        model.evaluate(x, y, batch_size=32, verbose=1, callbacks=[progress, *extra])
+        out = capsys.readouterr().out.replace("\r", "\n")
+        lines[how] = [line.split(" - ", 1)[-1] for line in out.splitlines() if "/10" in line]
+    assert len(lines["chunked"]) >= 10
+    assert lines["chunked"] == lines["per-batch"]
+
+
+def _one_value_per_batch_of_1d_labels():
+    """Keras's mean-over-last-axis functions give one value per batch on 1-D data (here "mae" on
+    the second output, (N,) against (N,) labels), which a mean metric counts once per batch."""
+    tapefit.utils.set_random_seed(0)
+    inputs = tapefit.Input((6,))
+    reg = layers.Lambda(lambda t: t[:, 0])(layers.Dense(1)(inputs))
+    model = tapefit.Model(inputs, {"cls": layers.Dense(3)(inputs), "reg": reg})
+    model.compile(
+        "sgd",
+        loss={"cls": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), "reg": None},
+        metrics={"reg": ["mae"]},
+    )
+    return model
+
+
+def _one_value_per_batch_of_a_loss_object():
+    """A Loss object used as a metric gives one (reduced) value per batch."""
+    tapefit.utils.set_random_seed(0)
+    model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy", metrics=[tapefit.losses.MeanSquaredError(name="mse")])
+    return model
+
+
+@pytest.mark.parametrize(
+    "model_fn", [_one_value_per_batch_of_1d_labels, _one_value_per_batch_of_a_loss_object]
+)
+def test_one_value_per_batch_is_counted_per_batch(model_fn):
+    x, labels = _data(1000, seed=6)
+    if model_fn is _one_value_per_batch_of_1d_labels:
+        y = {"cls": labels, "reg": np.random.default_rng(6).normal(size=1000).astype("float32")}
+    else:
+        y = np.eye(3, dtype="float32")[labels]
+    assert _same_as_per_batch(model_fn, x, y) == 32  # no chunks: every batch updates on its own
+
+
+def test_hinge_decides_its_label_encoding_per_batch():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(200, 6)).astype("float32")
+    y = rng.integers(0, 2, size=(200, 1)).astype("float32")
+    y[-5:] = 0.5  # the last batch's labels are not all 0/1, so only it keeps them as they are
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(1, activation="tanh")])
+        model.compile("sgd", "hinge", metrics=["squared_hinge"])
+        return model
+
+    assert _same_as_per_batch(model_fn, x, y) == 7
+
+
+def test_a_generator_that_refills_its_arrays_is_evaluated_per_batch():
+    x_all, y_all = _data(256)
+
+    def refilled():
+        xb, yb = np.empty((32, 6), "float32"), np.empty(32, "int64")
+        for start in range(0, 256, 32):
+            xb[:], yb[:] = x_all[start : start + 32], y_all[start : start + 32]
+            yield xb, yb
+
+    model = _classifier()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    got = model.evaluate(refilled(), verbose=0, return_dict=True)
+    assert got == pytest.approx(_evaluate(model, x_all, y_all), rel=1e-6)
+
+
+def test_a_progress_bar_subclass_that_reads_the_metrics_gets_per_batch_updates():
+    class Reading(tapefit.callbacks.ProgbarLogger):
+        def __init__(self):
+            super().__init__()
+            self.losses = []
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.losses.append(float(self.model.metrics[0].result()))
+
+    x, y = _data(320)
+    values = []
+    for extra in ([], [_PerBatch()]):
+        model = _classifier()
+        model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+        reading = Reading()
+        model.evaluate(x, y, batch_size=32, verbose=0, callbacks=[reading, *extra])
+        values.append(reading.losses)
+    assert len(set(values[0])) == 10  # a new running mean after every batch
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+class _LateLoss(layers.Layer):
+    """Adds an activity loss only from the fourth call on (data-dependent add_loss)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def call(self, x):
+        self.calls += 1
+        if self.calls >= 4:
+            self.add_loss(x.abs().mean())
+        return x
+
+
+def test_a_layer_that_adds_its_first_loss_mid_evaluation_turns_chunking_off():
+    x, y = _data(320)
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(3), _LateLoss()])
+        model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    chunked, per_batch = model_fn(), model_fn()
+    got = _evaluate(chunked, x, y)
+    want = _evaluate(per_batch, x, y, callbacks=[_PerBatch()])
+    assert got == pytest.approx(want, rel=1e-6)
+    assert got["loss"] > _evaluate(model_fn(), x[:96], y[:96])["loss"]  # the late losses count
 
 
 def test_an_evaluation_that_fails_leaves_no_deferred_updates_behind():
