@@ -159,10 +159,17 @@ def _row_local(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     return fn
 
 
-def _keeps_rows(values: torch.Tensor, y_pred: torch.Tensor) -> bool:
-    """Whether per-sample ``values`` have one entry (or row of entries) per row of ``y_pred``: not
-    one value for the whole batch, as the mean-over-last-axis functions give on 1-D data."""
-    return values.dim() >= 1 and values.shape[0] == y_pred.shape[0]
+def _one_value_per_row(values_of: Callable[[Any, Any], Any], y_true: Any, y_pred: Any) -> bool:
+    """Whether ``values_of(y_true, y_pred)`` gives one value (or row of values) per row of the batch,
+    and one for its first row alone: not one value for the whole batch (as a mean over the last axis
+    gives on 1-D data), nor a reduction over the rows (``axis=0``) that has as many entries."""
+    if not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in (y_true, y_pred)):
+        return False
+    for t, p in ((y_true, y_pred), (y_true[:1], y_pred[:1])):
+        values = values_of(t, p)
+        if not isinstance(values, torch.Tensor) or values.dim() == 0 or values.shape[0] != p.shape[0]:
+            return False
+    return True
 
 
 class Loss:
@@ -302,9 +309,13 @@ class LossFunctionWrapper(Loss):
             and self._fn_kwargs.get("ignore_class") is None
         ):
             return False
-        y_pred, y_true = _convert_inputs(y_true, y_pred, self._torch_dtype)
-        values, mask = self._call_with_mask(y_true, y_pred)
-        return mask is None and _keeps_rows(values, y_pred)
+
+        def values_of(y_true: Any, y_pred: Any) -> torch.Tensor | None:
+            y_pred, y_true = _convert_inputs(y_true, y_pred, self._torch_dtype)
+            values, mask = self._call_with_mask(y_true, y_pred)
+            return values if mask is None else None
+
+        return _one_value_per_row(values_of, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         from .serialization import serialize

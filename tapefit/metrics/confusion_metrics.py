@@ -149,6 +149,12 @@ class _PrecisionRecall(_Thresholded):
         self.true_positives = self._counts_variable("true_positives")
         setattr(self, self._second, self._counts_variable(self._second))
 
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        # top_k and class_id act on the last axis: on 1-D predictions, that is the batch's rows.
+        picks_columns = self.top_k is not None or self.class_id is not None
+        spans_rows = picks_columns and self._as_tensor(y_pred).dim() < 2
+        return super()._sums_over_samples(y_true, y_pred) and not spans_rows
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate TP and the second count for ``y_true`` (0/1) against ``y_pred`` (probabilities)."""
         second = _confusion.FP if self._second == "false_positives" else _confusion.FN

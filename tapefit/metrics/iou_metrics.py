@@ -45,6 +45,14 @@ class _IoUBase(Metric):
             name="total_confusion_matrix",
         )
 
+    def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
+        # One-hot inputs are reduced with an arg-max on ``axis``: along the rows, it spans the batch.
+        reduced = [
+            t for t, sparse in ((y_true, self.sparse_y_true), (y_pred, self.sparse_y_pred)) if not sparse
+        ]
+        along_rows = any(self.axis % max(self._as_tensor(t).dim(), 1) == 0 for t in reduced)
+        return super()._sums_over_samples(y_true, y_pred) and not along_rows
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate the confusion matrix of class ids ``y_true`` against ``y_pred`` (any shape)."""
         dtype = self._torch_dtype

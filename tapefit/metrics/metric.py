@@ -267,7 +267,9 @@ class Metric:
         """Whether updating on several batches like ``(y_true, y_pred)`` one by one equals one
         update on their concatenation, so that an evaluation may update once per chunk of batches.
         True of the built-in metrics of ``(y_true, y_pred)``, whose state is sums and counts over
-        samples; never of a user's class, whose ``update_state`` may look at the batch as a whole."""
+        samples that each row adds on its own (subclasses refine it where an option looks across
+        rows, e.g. an arg-max along axis 0); never of a user's class, whose ``update_state`` may
+        look at the batch as a whole."""
         return self._per_sample_state and type(self).__module__.startswith("tapefit.metrics")
 
     def get_config(self) -> dict[str, Any]:

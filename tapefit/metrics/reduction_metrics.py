@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..losses.loss import _keeps_rows
+from ..losses.loss import _one_value_per_row
 from ._utils import apply_mask, divide_no_nan, get_mask, squeeze_or_expand_to_same_rank
 from .metric import Metric
 
@@ -144,8 +144,9 @@ class MeanMetricWrapper(Mean):
         # be row-local and give a value per row here (the mean-over-last-axis ones do not on 1-D data).
         if not (super()._sums_over_samples(y_true, y_pred) and getattr(self._fn, "_row_local", False)):
             return False
-        y_pred = self._as_tensor(y_pred)
-        return _keeps_rows(self._fn(self._as_tensor(y_true), y_pred, **self._fn_kwargs), y_pred)
+        return _one_value_per_row(
+            lambda t, p: self._fn(t, p, **self._fn_kwargs), self._as_tensor(y_true), self._as_tensor(y_pred)
+        )
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         mask = get_mask(y_pred)

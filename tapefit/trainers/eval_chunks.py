@@ -47,9 +47,9 @@ def eval_chunks(
     Called after the first batch, which builds the compiled loss and metrics. The trainer passes
     its own ``test_step`` and ``compute_loss`` (this module cannot import the trainer).
     """
-    cls = type(model)
-    if cls.test_step is not default_test_step or cls.compute_loss is not default_compute_loss:
-        return None
+    for method, default in (("test_step", default_test_step), ("compute_loss", default_compute_loss)):
+        if getattr(getattr(model, method), "__func__", None) is not default:  # overridden or set on it
+            return None
     fresh = isinstance(adapter, ArrayAdapter) or (
         type(adapter) is IterableAdapter and is_dataset_like(adapter.data)
     )

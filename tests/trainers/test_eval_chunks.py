@@ -24,17 +24,18 @@ class _PerBatch(tapefit.callbacks.Callback):
 
 
 class _Counting:
-    """Counts ``compute_loss`` calls (one per update of the loss and metrics)."""
+    """Counts the loss tracker's updates (one per update of the loss and metrics)."""
 
     def __init__(self, model):
         self.calls = 0
-        original = model.compute_loss
+        tracker = model._loss_tracker
+        original = tracker.update_state
 
         def counted(*args, **kwargs):
             self.calls += 1
             return original(*args, **kwargs)
 
-        model.compute_loss = counted  # an instance attribute: the class's method is still tapefit's
+        tracker.update_state = counted  # on the instance: its class and the model's methods stay tapefit's
 
 
 def _classifier(**dense_kwargs) -> tapefit.Model:
@@ -339,6 +340,85 @@ def test_one_value_per_batch_is_counted_per_batch(model_fn):
     else:
         y = np.eye(3, dtype="float32")[labels]
     assert _same_as_per_batch(model_fn, x, y) == 32  # no chunks: every batch updates on its own
+
+
+class _FirstColumnSigmoid(layers.Layer):
+    """(N, 1) -> (N,): a 1-D output."""
+
+    def call(self, t):
+        return torch.sigmoid(t[:, 0])
+
+
+def _one_dim_output(metrics):
+    """A model whose second output is 1-D and has no loss, so only its metrics see 1-D data."""
+    tapefit.utils.set_random_seed(0)
+    inputs = tapefit.Input((6,))
+    model = tapefit.Model(
+        inputs, {"a": layers.Dense(3)(inputs), "b": _FirstColumnSigmoid()(layers.Dense(1)(inputs))}
+    )
+    model.compile(
+        "sgd",
+        loss={"a": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), "b": None},
+        metrics={"b": metrics},
+    )
+    return model
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        lambda: tapefit.metrics.Precision(top_k=3, name="precision"),
+        lambda: tapefit.metrics.Recall(top_k=1, name="recall"),
+        lambda: tapefit.metrics.MeanIoU(num_classes=2, sparse_y_pred=False, name="iou"),
+    ],
+    ids=["precision-top-k", "recall-top-k", "iou-arg-max"],
+)
+def test_options_that_look_along_the_last_axis_of_1d_outputs_are_updated_per_batch(metric):
+    x, labels = _data(320, seed=8)
+    y = {"a": labels, "b": (np.random.default_rng(8).random(320) > 0.5).astype("float32")}
+    assert _same_as_per_batch(lambda: _one_dim_output([metric()]), x, y) == 10
+
+
+@pytest.mark.parametrize(
+    "compile_kwargs",
+    [
+        {"loss": tapefit.losses.CategoricalCrossentropy(axis=0)},
+        {"loss": tapefit.losses.CosineSimilarity(axis=0)},
+        {
+            "loss": "categorical_crossentropy",
+            "metrics": [tapefit.metrics.CosineSimilarity(axis=0, name="cos")],
+        },
+        {
+            "loss": "categorical_crossentropy",
+            "metrics": [tapefit.metrics.OneHotIoU(32, [0, 1], axis=0, name="i")],
+        },
+    ],
+    ids=["cce-axis-0", "cosine-loss-axis-0", "cosine-metric-axis-0", "one-hot-iou-axis-0"],
+)
+def test_reductions_over_the_rows_are_updated_per_batch(compile_kwargs):
+    """With as many columns as rows (32), a reduction along axis 0 has one value per row too."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(320, 6)).astype("float32")
+    y = np.eye(32, dtype="float32")[rng.integers(0, 32, 320)]
+
+    def model_fn():
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((6,)), layers.Dense(32, activation="softmax")])
+        model.compile("sgd", **compile_kwargs)
+        return model
+
+    assert _same_as_per_batch(model_fn, x, y) == 10
+
+
+def test_a_test_step_set_on_the_model_runs_for_every_batch():
+    x, y = _data(320)
+    model = _classifier()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+    calls = []
+    default = model.test_step
+    model.test_step = lambda data: calls.append(1) or default(data)
+    _evaluate(model, x, y)
+    assert len(calls) == 10
 
 
 def test_hinge_decides_its_label_encoding_per_batch():
