@@ -174,6 +174,22 @@ def test_evaluate_and_predict_read_once(on_meta, epoch_end_reads, no_host_to_dev
     assert epoch_end_reads == [["accuracy", "loss"]] * 2
 
 
+def test_a_chunked_evaluation_reads_once_and_copies_nothing(on_meta, epoch_end_reads, no_host_to_device):
+    """evaluate() updating its loss and metrics once per chunk of batches (trainers/eval_chunks.py)."""
+    model = _mlp()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = _data()
+    model.evaluate(x, y, batch_size=BATCH, verbose=0)  # builds the weights and compiled metrics on meta
+    x, y = torch.from_numpy(x).to(META), torch.from_numpy(y).to(META)
+    updates = []
+    update = model._loss_tracker.update_state
+    model._loss_tracker.update_state = lambda *a, **k: updates.append(1) or update(*a, **k)
+    no_host_to_device()
+    model.evaluate(x, y, batch_size=BATCH, verbose=0)
+    assert len(updates) == 2  # the first batch alone, then the other five as one chunk
+    assert epoch_end_reads == [["accuracy", "loss"]] * 2
+
+
 def test_the_progress_bar_and_history_never_read_a_step_back(on_meta, epoch_end_reads, capsys):
     model = _mlp()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
