@@ -210,7 +210,7 @@ class Loss:
         """Whether this loss on a concatenation of batches like ``(y_true, y_pred)``, times its row
         count, equals the sum of each batch's loss times its row count, so that an evaluation may
         compute it once per chunk of batches. True only of built-in per-sample losses (see
-        LossFunctionWrapper); runs the loss once on the batch to see its values' shape."""
+        LossFunctionWrapper), which run on the batch and on its first row to see their values' shape."""
         return False
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
