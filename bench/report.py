@@ -53,13 +53,23 @@ def _ram_gib() -> float | None:
         return None
 
 
-def _keras_version() -> str | None:
+# The optional references, each with the distributions that install it.
+_REFERENCE_PACKAGES = {
+    "keras": ("keras",),
+    "lightning": ("lightning",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+}
+
+
+def _version(package: str) -> str | None:
     from importlib import metadata
 
-    try:
-        return metadata.version("keras")
-    except metadata.PackageNotFoundError:
-        return None
+    for distribution in _REFERENCE_PACKAGES[package]:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def machine_info(settings: Settings) -> dict[str, Any]:
@@ -74,7 +84,7 @@ def machine_info(settings: Settings) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "keras": _keras_version(),
+        **{package: _version(package) for package in _REFERENCE_PACKAGES},
         "tapefit": tapefit.__version__,
         "threads": settings.threads,
         "steps": dict(settings.steps),
@@ -124,8 +134,9 @@ def _generated(report: dict[str, Any], chart: str | None) -> str:
         f"Measured {m['date']} with `{m.get('command', 'python -m bench')}` ({m.get('seconds', 0):.0f} s).",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {ram}; device: {m['device']}.",
-        f"- Versions: python {m['python']}, torch {m['torch']}, keras {m['keras'] or 'not installed'}, "
-        f"tapefit {m['tapefit']}.",
+        f"- Versions: python {m['python']}, torch {m['torch']}, "
+        + "".join(f"{p} {m.get(p) or 'not installed'}, " for p in _REFERENCE_PACKAGES)
+        + f"tapefit {m['tapefit']}.",
         f"- `torch.set_num_threads({m['threads']})` for every contender (Keras's worker included).",
         f"- Batches per measurement: {', '.join(f'{k} {v}' for k, v in m['steps'].items())}; "
         f"{m['rounds']} interleaved rounds per contender after one warm-up run.",
