@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import config
-from ._utils import squeeze_or_expand_to_same_rank
+from ..losses.loss import squeeze_or_expand_to_same_rank
 
 NEG_INF = -1e10
 TP, FP, TN, FN = "tp", "fp", "tn", "fn"

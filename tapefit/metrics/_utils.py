@@ -14,6 +14,7 @@ import torch
 
 from .. import config
 from .._naming import to_snake_case, unique_name
+from ..losses.loss import squeeze_or_expand_to_same_rank
 
 
 def auto_name(class_name: str) -> str:
@@ -71,24 +72,6 @@ def to_tensor(x: Any, dtype: torch.dtype | None = None, device: torch.device | N
             array = array.astype(config.floatx())
         return torch.as_tensor(array, device=device)
     return torch.as_tensor(x, dtype=dtype, device=device)
-
-
-def squeeze_or_expand_to_same_rank(
-    x1: torch.Tensor, x2: torch.Tensor, expand_rank_1: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Squeeze or expand the last axis of one tensor when the ranks differ by exactly one (Keras rule)."""
-    r1, r2 = x1.dim(), x2.dim()
-    if r1 == r2 + 1 and x1.shape[-1] == 1:
-        if r2 == 1 and expand_rank_1:
-            x2 = x2.unsqueeze(-1)
-        else:
-            x1 = x1.squeeze(-1)
-    if r2 == r1 + 1 and x2.shape[-1] == 1:
-        if r1 == 1 and expand_rank_1:
-            x1 = x1.unsqueeze(-1)
-        else:
-            x2 = x2.squeeze(-1)
-    return x1, x2
 
 
 def divide_no_nan(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:

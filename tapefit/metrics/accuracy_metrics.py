@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..losses.loss import _row_local
-from ._utils import squeeze_or_expand_to_same_rank, to_tensor, torch_dtype
+from ..losses.loss import _row_local, squeeze_or_expand_to_same_rank
+from ._utils import to_tensor, torch_dtype
 from .reduction_metrics import MeanMetricWrapper
 
 __all__ = [

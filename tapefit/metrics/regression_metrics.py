@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from .. import config, losses
-from ..losses.loss import _row_local
-from ._utils import squeeze_or_expand_to_same_rank, to_tensor
+from ..losses.loss import _row_local, squeeze_or_expand_to_same_rank
+from ._utils import to_tensor
 from .reduction_metrics import Mean, MeanMetricWrapper
 
 __all__ = [
