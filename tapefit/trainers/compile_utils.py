@@ -33,6 +33,18 @@ def _flat(struct: Any, names: list[str]) -> list[Any]:
     return [struct]
 
 
+def _split_outputs(y_true: Any, y_pred: Any, names: list[str]) -> tuple[list[Any], list[Any]]:
+    """The targets and predictions of each output, in ``names`` order (one target for one output)."""
+    return (_flat(y_true, names) if len(names) > 1 else [y_true]), _flat(y_pred, names)
+
+
+def _split_weights(sample_weight: Any, names: list[str]) -> list[Any]:
+    """The sample weights of each output: per output when given as a structure, else shared."""
+    if len(names) > 1 and isinstance(sample_weight, (list, tuple, dict)):
+        return _flat(sample_weight, names)
+    return [sample_weight] * len(names)
+
+
 def _output_names(y_pred: Any, model_names: list[str]) -> list[str]:
     if isinstance(y_pred, dict):
         return list(y_pred)
@@ -105,8 +117,7 @@ class CompileLoss:
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         self.names = _output_names(y_pred, self._model_output_names)
-        preds = _flat(y_pred, self.names)
-        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
+        trues, preds = _split_outputs(y_true, y_pred, self.names)
         self.losses = [
             _resolve_loss(s, t, p)
             for s, t, p in zip(_per_output(self._spec, self.names, "loss"), trues, preds)
@@ -138,8 +149,7 @@ class CompileLoss:
         its per-output trackers are means weighted by the row count, which sum over samples too."""
         if not self.built:
             return False
-        preds = _flat(y_pred, self.names)
-        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
+        trues, preds = _split_outputs(y_true, y_pred, self.names)
         return all(fn is None or fn._sums_over_samples(t, p) for fn, t, p in zip(self.losses, trues, preds))
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor | None:
@@ -153,13 +163,8 @@ class CompileLoss:
             else:
                 value = fn(y_true, y_pred, sample_weight=sample_weight)
             return value if weight == 1.0 else value * weight
-        preds = _flat(y_pred, self.names)
-        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
-        sws = (
-            _flat(sample_weight, self.names)
-            if (len(self.names) > 1 and isinstance(sample_weight, (list, tuple, dict)))
-            else [sample_weight] * len(self.names)
-        )
+        trues, preds = _split_outputs(y_true, y_pred, self.names)
+        sws = _split_weights(sample_weight, self.names)
         if len(trues) != len(preds):
             raise ValueError(
                 f"The model has {len(preds)} outputs {self.names} but received {len(trues)} targets."
@@ -274,8 +279,7 @@ class CompileMetrics(metrics_lib.Metric):
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         names = _output_names(y_pred, self._model_output_names)
-        preds = _flat(y_pred, names)
-        trues = _flat(y_true, names) if len(names) > 1 else [y_true]
+        trues, preds = _split_outputs(y_true, y_pred, names)
         multi = len(names) > 1
         for spec, weighted in ((self._metrics_spec, False), (self._weighted_spec, True)):
             if spec is None:
@@ -313,13 +317,8 @@ class CompileMetrics(metrics_lib.Metric):
             for m, weighted in self._single_plan:
                 m.update_state(y_true, y_pred, sample_weight=sample_weight if weighted else None)
             return
-        preds = _flat(y_pred, self.names)
-        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
-        sws = (
-            _flat(sample_weight, self.names)
-            if (len(self.names) > 1 and isinstance(sample_weight, (list, tuple, dict)))
-            else [sample_weight] * len(self.names)
-        )
+        trues, preds = _split_outputs(y_true, y_pred, self.names)
+        sws = _split_weights(sample_weight, self.names)
         for i, m, weighted in self._plan:
             m.update_state(trues[i], preds[i], sample_weight=sws[i] if weighted else None)
 
@@ -328,8 +327,7 @@ class CompileMetrics(metrics_lib.Metric):
     def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
         if not self.built:
             return False
-        preds = _flat(y_pred, self.names)
-        trues = _flat(y_true, self.names) if len(self.names) > 1 else [y_true]
+        trues, preds = _split_outputs(y_true, y_pred, self.names)
         return all(m._sums_over_samples(trues[i], preds[i]) for i, m, _ in self._plan)
 
     def result(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
