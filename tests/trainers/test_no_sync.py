@@ -185,7 +185,7 @@ def test_a_chunked_evaluation_reads_once_and_copies_nothing(on_meta, epoch_end_r
     update = model._loss_tracker.update_state
     model._loss_tracker.update_state = lambda *a, **k: updates.append(1) or update(*a, **k)
     no_host_to_device()
-    model.evaluate(x, y, batch_size=BATCH, verbose=0)
+    model.evaluate(x, y, batch_size=BATCH, verbose=1)  # the progress bar never reads a value back
     assert len(updates) == 2  # the first batch alone, then the other five as one chunk
     assert epoch_end_reads == [["accuracy", "loss"]] * 2
 
@@ -272,3 +272,28 @@ def test_a_gradient_tape_loop_never_reads_a_step_back(on_meta):
         loss_metric.reset_state()
         accuracy.reset_state()
     assert optimizer.iterations.device == META
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_sync_in_a_chunked_cuda_evaluation(epoch_end_reads):
+    """evaluate() with its loss and metrics updated per chunk of batches: not one sync until the
+    logs are read at the end (replaced by zeros here, and counted)."""
+    config.set_device("cuda")
+    try:
+        model = _mlp()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        x, y = _data()
+        model.evaluate(x, y, batch_size=BATCH, verbose=0)  # builds the model and the compiled metrics
+
+        class Guard(tapefit.callbacks.Callback):
+            def on_test_begin(self, logs=None):  # after the data moved to the GPU
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+
+        try:
+            model.evaluate(x, y, batch_size=BATCH, verbose=1, callbacks=[Guard()])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert epoch_end_reads == [["accuracy", "loss"]] * 2
+    finally:
+        config.set_device("cpu")
