@@ -38,18 +38,17 @@ _MAX_BATCHES = 32
 _MAX_BYTES = 4 << 20
 
 
-def eval_chunks(
-    model: Any, adapter: Any, default_test_step: Any, default_compute_loss: Any
-) -> EvalChunks | None:
+def eval_chunks(model: Any, adapter: Any, trainer: type) -> EvalChunks | None:
     """The chunked evaluation of ``model`` on ``adapter``'s batches, or None where per-batch
     updates are needed.
 
-    Called after the first batch, which builds the compiled loss and metrics. The trainer passes
-    its own ``test_step`` and ``compute_loss`` (this module cannot import the trainer).
+    Called after the first batch, which builds the compiled loss and metrics. ``trainer`` is the
+    ``Trainer`` class (this module cannot import it), whose step and loss and metric methods the
+    model must not override.
     """
-    for method, default in (("test_step", default_test_step), ("compute_loss", default_compute_loss)):
-        if getattr(getattr(model, method), "__func__", None) is not default:  # overridden or set on it
-            return None
+    for method in ("test_step", "compute_loss", "compute_metrics"):
+        if getattr(getattr(model, method), "__func__", None) is not getattr(trainer, method):
+            return None  # overridden, or set on the model
     fresh = isinstance(adapter, ArrayAdapter) or (
         type(adapter) is IterableAdapter and is_dataset_like(adapter.data)
     )

@@ -127,8 +127,11 @@ class Trainer(CompileMixin, OnBatchMixin):
         self._loss_tracker.update_state(loss, sample_weight=batch_size_of(x))  # type: ignore[union-attr]
         return self._lazy_metrics(x, y, y_pred, sample_weight)
 
-    def _lazy_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> MetricResults:
-        """Update the compiled metrics; their results are computed only when read."""
+    def _lazy_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> Any:
+        """Update the compiled metrics; their results are computed only when read. A subclass's own
+        ``compute_metrics`` (what Keras's default steps return) is called instead."""
+        if type(self).compute_metrics is not Trainer.compute_metrics:
+            return self.compute_metrics(x, y, y_pred, sample_weight)
         if self._compile_metrics is not None:
             self._compile_metrics.update_state(y, y_pred, sample_weight)
         results = self._lazy_metrics_object()
@@ -389,7 +392,7 @@ class Trainer(CompileMixin, OnBatchMixin):
                     if infer:  # the rest need no autograd at all
                         inference.enter_context(torch.inference_mode())
                     if cbs.test_batches_read_lazily:  # metrics are read through the logs only
-                        chunks = eval_chunks(self, iterator.adapter, Trainer.test_step, Trainer.compute_loss)
+                        chunks = eval_chunks(self, iterator.adapter, Trainer)
                         if chunks is not None:
                             inference.callback(chunks.detach)
                 if hooks:

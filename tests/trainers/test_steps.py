@@ -307,3 +307,29 @@ def test_metric_results_are_computed_only_when_read():
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
     assert all(type(logs) is dict for logs in kept)
     assert kept[0]["loss"] is not kept[-1]["loss"]  # each step's logs are its own
+
+
+class _CountsPositives(tapefit.Sequential):
+    """Keras's customization point: the default steps return ``compute_metrics``'s logs."""
+
+    calls = 0
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        type(self).calls += 1
+        logs = dict(super().compute_metrics(x, y, y_pred, sample_weight))
+        logs["positives"] = (y_pred.argmax(-1) == 1).float().mean()
+        return logs
+
+
+def test_default_steps_return_an_overridden_compute_metrics():
+    x, y = _data(96)
+    model = _CountsPositives([tapefit.Input((4,)), layers.Dense(2)])
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert _CountsPositives.calls == 3
+    result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert _CountsPositives.calls == 6  # every evaluation batch too (no chunked updates)
+    with torch.no_grad():
+        positives = (model(torch.from_numpy(x)).argmax(-1) == 1).float().mean().item()
+    assert result["positives"] == pytest.approx(positives)  # the mean over the 3 equal batches
+    assert set(history.history) == {"loss", "accuracy", "positives"}
