@@ -33,14 +33,31 @@ def _flat(struct: Any, names: list[str]) -> list[Any]:
     return [struct]
 
 
+def _one_output(struct: Any, names: list[str]) -> Any:
+    """A single output's target (or weights) given as ``{name: value}`` or ``[value]``, as Keras
+    accepts, unwrapped; any other value is returned as it is."""
+    if isinstance(struct, dict) and len(struct) == 1:
+        if names[0] not in struct:
+            raise ValueError(
+                f"The targets are keyed {sorted(struct)}, but the model's output is named {names[0]!r}: "
+                "key them by the output's name, or pass the array itself."
+            )
+        return struct[names[0]]
+    if isinstance(struct, (list, tuple)) and len(struct) == 1 and len(getattr(struct[0], "shape", ())) >= 1:
+        return struct[0]
+    return struct
+
+
 def _split_outputs(y_true: Any, y_pred: Any, names: list[str]) -> tuple[list[Any], list[Any]]:
-    """The targets and predictions of each output, in ``names`` order (one target for one output)."""
-    return (_flat(y_true, names) if len(names) > 1 else [y_true]), _flat(y_pred, names)
+    """The targets and predictions of each output, in ``names`` order."""
+    return (_flat(y_true, names) if len(names) > 1 else [_one_output(y_true, names)]), _flat(y_pred, names)
 
 
 def _split_weights(sample_weight: Any, names: list[str]) -> list[Any]:
     """The sample weights of each output: per output when given as a structure, else shared."""
-    if len(names) > 1 and isinstance(sample_weight, (list, tuple, dict)):
+    if len(names) == 1:
+        return [_one_output(sample_weight, names)]
+    if isinstance(sample_weight, (list, tuple, dict)):
         return _flat(sample_weight, names)
     return [sample_weight] * len(names)
 
@@ -157,6 +174,11 @@ class CompileLoss:
             self.build(y_true, y_pred)
         if self._single is not None and isinstance(y_pred, torch.Tensor):
             fn, weight = self._single
+            if type(y_true) is not torch.Tensor or sample_weight is not None:
+                y_true, sample_weight = (
+                    _one_output(y_true, self.names),
+                    _one_output(sample_weight, self.names),
+                )
             fused = self._fused_sparse
             if fused is not None and sample_weight is None and _plain_sparse_batch(y_true, y_pred, fused):
                 value = _checked_cross_entropy(fn, y_true, y_pred)
@@ -314,6 +336,11 @@ class CompileMetrics(metrics_lib.Metric):
         if not self.built:
             self.build(y_true, y_pred)
         if self._single_plan is not None and isinstance(y_pred, torch.Tensor):
+            if type(y_true) is not torch.Tensor or sample_weight is not None:
+                y_true, sample_weight = (
+                    _one_output(y_true, self.names),
+                    _one_output(sample_weight, self.names),
+                )
             for m, weighted in self._single_plan:
                 m.update_state(y_true, y_pred, sample_weight=sample_weight if weighted else None)
             return

@@ -85,3 +85,40 @@ def test_metric_updates_inside_a_training_step_build_no_graph():
     assert torch.is_grad_enabled()
     assert float(mean.result()) == pytest.approx(float(loss.detach()))
     np.testing.assert_allclose(float(acc.result()), float((logits.argmax(-1) == y).float().mean()))
+
+
+def _one_named_output(as_dict: bool) -> tapefit.Model:
+    tapefit.utils.set_random_seed(0)
+    inputs = tapefit.Input((4,))
+    out = tapefit.layers.Dense(3, name="out")(inputs)
+    model = tapefit.Model(inputs, {"out": out} if as_dict else out)
+    loss = tapefit.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile("sgd", loss={"out": loss} if as_dict else loss, metrics={"out": ["accuracy"]})
+    return model
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["tensor-output", "dict-output"])
+def test_one_output_takes_its_targets_keyed_by_name_or_in_a_list(as_dict):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    weights = rng.uniform(0.5, 1.5, 64).astype("float32")
+    results = []
+    for targets in (y, {"out": y}, [y]):
+        model = _one_named_output(as_dict)
+        history = model.fit(
+            x, targets, sample_weight=weights, batch_size=16, epochs=2, shuffle=False, verbose=0
+        )
+        evaluated = model.evaluate(x, targets, batch_size=16, verbose=0, return_dict=True)
+        results.append((history.history, evaluated, [w.detach().clone() for w in model.trainable_weights]))
+    model = _one_named_output(as_dict)  # per-output weights keyed by name too, from a Dataset
+    data = tapefit.data.Dataset.from_tensor_slices((x, {"out": y}, {"out": weights})).batch(16)
+    history = model.fit(data, epochs=2, verbose=0)
+    evaluated = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    results.append((history.history, evaluated, [w.detach().clone() for w in model.trainable_weights]))
+    for history, evaluated, weights_after in results[1:]:
+        assert history == results[0][0] and evaluated == results[0][1]
+        for got, want in zip(weights_after, results[0][2]):
+            torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="output is named 'out'"):
+        _one_named_output(as_dict).fit(x, {"label": y}, batch_size=16, verbose=0)
