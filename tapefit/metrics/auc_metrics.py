@@ -110,13 +110,16 @@ class AUC(Metric):
         """The thresholds used to discretise the curve, end points included."""
         return list(self._thresholds)
 
+    def _check_rank(self, shape: tuple) -> None:
+        if self.multi_label and len(shape) != 2:
+            raise ValueError(
+                f"`y_pred` must have rank 2 when `multi_label=True`. Found rank {len(shape)}. "
+                f"Full shape received for `y_pred`: {tuple(shape)}"
+            )
+
     def _build(self, shape: tuple | None) -> None:
         if self.multi_label:
-            if len(shape) != 2:
-                raise ValueError(
-                    f"`y_pred` must have rank 2 when `multi_label=True`. Found rank {len(shape)}. "
-                    f"Full shape received for `y_pred`: {tuple(shape)}"
-                )
+            self._check_rank(shape)
             self._num_labels = int(shape[1])
             variable_shape: tuple[int, ...] = (self.num_thresholds, self._num_labels)
         else:
@@ -134,6 +137,8 @@ class AUC(Metric):
         y_true, y_pred = self._as_tensor(y_true), self._as_tensor(y_pred)
         if not self._built:
             self._build(tuple(y_pred.shape))
+        else:
+            self._check_rank(tuple(y_pred.shape))  # (num_labels= builds at construction)
         if self._from_logits:
             y_pred = torch.sigmoid(y_pred)
         if sample_weight is not None:

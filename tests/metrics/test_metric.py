@@ -223,3 +223,10 @@ def test_get_config_round_trip():
     ):
         clone = type(metric).from_config(metric.get_config())
         assert clone.get_config() == metric.get_config()
+
+
+@pytest.mark.parametrize("num_labels", [None, 1], ids=["learnt", "given"])
+def test_multi_label_auc_names_a_prediction_that_is_not_rank_2(num_labels):
+    auc = tm.AUC(multi_label=True, num_labels=num_labels)
+    with pytest.raises(ValueError, match="must have rank 2 when `multi_label=True`. Found rank 1"):
+        auc.update_state(torch.tensor([0.0, 1.0]), torch.tensor([0.2, 0.7]))
