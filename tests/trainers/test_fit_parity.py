@@ -127,3 +127,57 @@ def test_train_and_test_on_batch_match_keras():
         np.testing.assert_allclose(a, b, rtol=1e-4)
     np.testing.assert_allclose(ours.test_on_batch(x, y), theirs.test_on_batch(x, y), rtol=1e-4)
     np.testing.assert_allclose(ours.predict_on_batch(x), theirs.predict_on_batch(x), atol=1e-5)
+
+
+def _evaluation_pair(kind):
+    """A model in both libraries whose evaluation, with batches of 7 over 100 rows (the last of 2),
+    updates its metrics per chunk of batches in tapefit, except where Keras's numbers need per-batch
+    updates (one value per batch on 1-D outputs)."""
+    if kind == "1d":
+        ours = tapefit.Sequential([tapefit.Input((5,)), layers.Dense(1), layers.Lambda(lambda t: t[:, 0])])
+        theirs = keras.Sequential(
+            [keras.Input((5,)), keras.layers.Dense(1), keras.layers.Lambda(lambda t: t[:, 0])]
+        )
+    else:
+        ours, theirs = _pair(
+            out_units=1 if kind == "binary" else 3, out_activation="sigmoid" if kind == "binary" else None
+        )
+    theirs.set_weights(ours.get_weights())
+    for lib, model in ((tapefit, ours), (keras, theirs)):
+        if kind == "classifier":
+            loss, metrics = (
+                lib.losses.SparseCategoricalCrossentropy(from_logits=True),
+                [
+                    "accuracy",
+                    lib.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2"),
+                    lib.metrics.SparseCategoricalCrossentropy(from_logits=True, name="ce"),
+                ],
+            )
+        elif kind == "binary":
+            loss, metrics = (
+                "binary_crossentropy",
+                [
+                    "accuracy",
+                    lib.metrics.AUC(name="auc"),
+                    lib.metrics.Precision(name="precision"),
+                    lib.metrics.Recall(name="recall"),
+                ],
+            )
+        else:
+            loss, metrics = "mse", ["mae", lib.metrics.RootMeanSquaredError(name="rmse")]
+        model.compile(optimizer="sgd", loss=loss, metrics=metrics)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kind", ["classifier", "binary", "1d"])
+def test_a_chunked_evaluation_matches_keras(kind):
+    ours, theirs = _evaluation_pair(kind)
+    x, labels = _data(100, classes=2 if kind == "binary" else 3)
+    y = {"classifier": labels, "binary": labels.astype("float32")[:, None]}.get(
+        kind, np.random.default_rng(4).standard_normal(100).astype("float32")
+    )
+    got = ours.evaluate(x, y, batch_size=7, verbose=0, return_dict=True)
+    want = theirs.evaluate(x, y, batch_size=7, verbose=0, return_dict=True)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k] == pytest.approx(float(want[k]), rel=1e-5, abs=1e-6), k
