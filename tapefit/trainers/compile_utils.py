@@ -20,14 +20,17 @@ from .outputs import batch_size_of
 __all__ = ["CompileLoss", "CompileMetrics", "CompiledLossShim", "CompiledMetricsShim"]
 
 
-def _flat(struct: Any, names: list[str]) -> list[Any]:
+def _flat(struct: Any, names: list[str], needed: Any = None) -> list[Any]:
+    """``struct``'s entry for each output, in ``names`` order. A dict may leave out the outputs not
+    in ``needed`` (default: all are needed), whose entry is then None, as Keras allows targets to
+    leave out an output that has no loss."""
     if isinstance(struct, dict):
-        missing = [n for n in names if n not in struct]
+        missing = [n for n in names if n not in struct and (needed is None or n in needed)]
         if missing:
             raise ValueError(
                 f"Expected entries for outputs {names}; missing {missing} in keys {sorted(struct)}."
             )
-        return [struct[n] for n in names]
+        return [struct.get(n) for n in names]
     if isinstance(struct, (list, tuple)):
         return list(struct)
     return [struct]
@@ -48,17 +51,23 @@ def _one_output(struct: Any, names: list[str]) -> Any:
     return struct
 
 
-def _split_outputs(y_true: Any, y_pred: Any, names: list[str]) -> tuple[list[Any], list[Any]]:
-    """The targets and predictions of each output, in ``names`` order."""
-    return (_flat(y_true, names) if len(names) > 1 else [_one_output(y_true, names)]), _flat(y_pred, names)
+def _split_outputs(
+    y_true: Any, y_pred: Any, names: list[str], needed: Any = None
+) -> tuple[list[Any], list[Any]]:
+    """The targets and predictions of each output, in ``names`` order (targets of outputs not
+    ``needed`` may be left out of a dict: see ``_flat``)."""
+    if len(names) == 1:
+        return [_one_output(y_true, names)], _flat(y_pred, names)
+    return _flat(y_true, names, needed), _flat(y_pred, names)
 
 
 def _split_weights(sample_weight: Any, names: list[str]) -> list[Any]:
-    """The sample weights of each output: per output when given as a structure, else shared."""
+    """The sample weights of each output: per output when given as a structure (a dict may leave
+    outputs out: they are unweighted), else shared."""
     if len(names) == 1:
         return [_one_output(sample_weight, names)]
     if isinstance(sample_weight, (list, tuple, dict)):
-        return _flat(sample_weight, names)
+        return _flat(sample_weight, names, needed=())
     return [sample_weight] * len(names)
 
 
@@ -134,11 +143,11 @@ class CompileLoss:
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         self.names = _output_names(y_pred, self._model_output_names)
-        trues, preds = _split_outputs(y_true, y_pred, self.names)
-        self.losses = [
-            _resolve_loss(s, t, p)
-            for s, t, p in zip(_per_output(self._spec, self.names, "loss"), trues, preds)
-        ]
+        specs = _per_output(self._spec, self.names, "loss")
+        # The outputs with a loss: the only ones whose targets must be given.
+        self._needed = {n for n, spec in zip(self.names, specs) if spec is not None}
+        trues, preds = _split_outputs(y_true, y_pred, self.names, self._needed)
+        self.losses = [_resolve_loss(s, t, p) for s, t, p in zip(specs, trues, preds)]
         weights = self._weights_spec
         self.weights = (
             [1.0 if w is None else float(w) for w in _per_output(weights, self.names, "loss_weights")]
@@ -166,7 +175,7 @@ class CompileLoss:
         its per-output trackers are means weighted by the row count, which sum over samples too."""
         if not self.built:
             return False
-        trues, preds = _split_outputs(y_true, y_pred, self.names)
+        trues, preds = _split_outputs(y_true, y_pred, self.names, self._needed)
         return all(fn is None or fn._sums_over_samples(t, p) for fn, t, p in zip(self.losses, trues, preds))
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor | None:
@@ -185,7 +194,7 @@ class CompileLoss:
             else:
                 value = fn(y_true, y_pred, sample_weight=sample_weight)
             return value if weight == 1.0 else value * weight
-        trues, preds = _split_outputs(y_true, y_pred, self.names)
+        trues, preds = _split_outputs(y_true, y_pred, self.names, self._needed)
         sws = _split_weights(sample_weight, self.names)
         if len(trues) != len(preds):
             raise ValueError(
@@ -301,7 +310,7 @@ class CompileMetrics(metrics_lib.Metric):
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         names = _output_names(y_pred, self._model_output_names)
-        trues, preds = _split_outputs(y_true, y_pred, names)
+        trues, preds = _split_outputs(y_true, y_pred, names, needed=())
         multi = len(names) > 1
         for spec, weighted in ((self._metrics_spec, False), (self._weighted_spec, True)):
             if spec is None:
@@ -317,6 +326,13 @@ class CompileMetrics(metrics_lib.Metric):
             for i, items in enumerate(per_output):
                 if items is None:
                     continue
+                if trues[i] is None:
+                    what = "weighted_metrics" if weighted else "metrics"
+                    raise ValueError(
+                        f"compile({what}=...) gives output {names[i]!r} metrics, but the targets have no "
+                        f"entry for it (keys {sorted(y_true)}): add its targets, or give {what} per "
+                        "output in a dict that leaves it out."
+                    )
                 for ident in items if isinstance(items, (list, tuple)) else [items]:
                     m = _resolve_metric(ident, trues[i], preds[i])
                     if multi:
@@ -326,6 +342,7 @@ class CompileMetrics(metrics_lib.Metric):
                     self._plan.append((i, m, weighted))
                     self.metrics.append(m)
         self.names = names
+        self._needed = {names[i] for i, _, _ in self._plan}  # the outputs whose targets metrics read
         self._single_plan = [(m, weighted) for _, m, weighted in self._plan] if not multi else None
         self.built = True
         deferred = self.__dict__.pop("_deferred_state", None)
@@ -344,7 +361,7 @@ class CompileMetrics(metrics_lib.Metric):
             for m, weighted in self._single_plan:
                 m.update_state(y_true, y_pred, sample_weight=sample_weight if weighted else None)
             return
-        trues, preds = _split_outputs(y_true, y_pred, self.names)
+        trues, preds = _split_outputs(y_true, y_pred, self.names, self._needed)
         sws = _split_weights(sample_weight, self.names)
         for i, m, weighted in self._plan:
             m.update_state(trues[i], preds[i], sample_weight=sws[i] if weighted else None)
@@ -354,7 +371,7 @@ class CompileMetrics(metrics_lib.Metric):
     def _sums_over_samples(self, y_true: Any, y_pred: Any) -> bool:
         if not self.built:
             return False
-        trues, preds = _split_outputs(y_true, y_pred, self.names)
+        trues, preds = _split_outputs(y_true, y_pred, self.names, self._needed)
         return all(m._sums_over_samples(trues[i], preds[i]) for i, m, _ in self._plan)
 
     def result(self) -> dict[str, torch.Tensor]:  # type: ignore[override]

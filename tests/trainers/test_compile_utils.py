@@ -122,3 +122,38 @@ def test_one_output_takes_its_targets_keyed_by_name_or_in_a_list(as_dict):
             torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="output is named 'out'"):
         _one_named_output(as_dict).fit(x, {"label": y}, batch_size=16, verbose=0)
+
+
+def _two_outputs(metrics):
+    tapefit.utils.set_random_seed(0)
+    inputs = tapefit.Input((4,))
+    hidden = tapefit.layers.Dense(8, activation="relu")(inputs)
+    model = tapefit.Model(
+        inputs,
+        {"a": tapefit.layers.Dense(2, name="a")(hidden), "b": tapefit.layers.Dense(3, name="b")(hidden)},
+    )
+    loss = {"a": None, "b": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True)}
+    model.compile("sgd", loss=loss, metrics=metrics)
+    return model
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # output "a" has no loss: as in Keras
+def test_targets_may_leave_out_an_output_without_a_loss():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    results = []
+    for targets in ({"b": y}, {"a": np.zeros((64, 2), "float32"), "b": y}):  # "a"'s targets are unused
+        model = _two_outputs({"b": ["accuracy"]})
+        history = model.fit(x, targets, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        evaluated = model.evaluate(x, targets, batch_size=16, verbose=0, return_dict=True)
+        results.append((history.history, evaluated, [w.detach().clone() for w in model.trainable_weights]))
+    assert results[0][0] == results[1][0] and results[0][1] == results[1][1]
+    for got, want in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="gives output 'a' metrics, but the targets have no entry for it"):
+        _two_outputs({"a": ["mae"], "b": ["accuracy"]}).fit(x, {"b": y}, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        _two_outputs({"b": ["accuracy"]}).fit(
+            x, {"a": np.zeros((64, 2), "float32")}, batch_size=16, verbose=0
+        )
