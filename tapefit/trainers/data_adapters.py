@@ -88,12 +88,17 @@ class ArrayAdapter:
         self.shuffle = shuffle
         xs = map_leaves(lambda a: _to_tensor(a, "x"), x)
         ys = map_leaves(lambda a: _to_tensor(a, "y"), y) if y is not None else None
-        sw = _to_tensor(sample_weight, "sample_weight").float() if sample_weight is not None else None
+        # One array, or one per output (a list or a dict keyed by output name, as y).
+        sw = (
+            map_leaves(lambda a: _to_tensor(a, "sample_weight").float(), sample_weight)
+            if sample_weight is not None
+            else None
+        )
         sizes = {"x": {len(t) for t in leaves(xs)}}
         if ys is not None:
             sizes["y"] = {len(t) for t in leaves(ys)}
         if sw is not None:
-            sizes["sample_weight"] = {len(sw)}
+            sizes["sample_weight"] = {len(t) for t in leaves(sw)}
         all_sizes = {n for s in sizes.values() for n in s}
         if len(all_sizes) > 1:
             detail = ", ".join(
@@ -111,6 +116,8 @@ class ArrayAdapter:
         if class_weight is not None:
             if ys is None or not isinstance(ys, torch.Tensor):
                 raise ValueError("class_weight needs a single y array of class labels.")
+            if sw is not None and not isinstance(sw, torch.Tensor):
+                raise ValueError("class_weight needs a single sample_weight array, not one per output.")
             cw = _class_weight_vector(class_weight, ys)
             sw = cw if sw is None else sw * cw
         self.data = to_device(pack_x_y_sample_weight(xs, ys, sw), device)

@@ -157,3 +157,36 @@ def test_targets_may_leave_out_an_output_without_a_loss():
         _two_outputs({"b": ["accuracy"]}).fit(
             x, {"a": np.zeros((64, 2), "float32")}, batch_size=16, verbose=0
         )
+
+
+def test_fit_and_evaluate_take_sample_weights_per_output():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = {"a": rng.integers(0, 3, 64), "b": rng.integers(0, 3, 64)}
+    weights = rng.uniform(0.5, 1.5, 64).astype("float32")
+
+    def model_fn():
+        model = _two_outputs({"b": ["accuracy"]})
+        model.compile(
+            "sgd", loss={"a": "mse", "b": tapefit.losses.SparseCategoricalCrossentropy(from_logits=True)}
+        )
+        return model
+
+    arrays, dataset = model_fn(), model_fn()
+    y_a = np.eye(2, dtype="float32")[y["a"] % 2]
+    targets = {"a": y_a, "b": y["b"]}
+    h1 = arrays.fit(x, targets, sample_weight={"b": weights}, batch_size=16, shuffle=False, verbose=0)
+    data = tapefit.data.Dataset.from_tensor_slices((x, targets, {"b": weights})).batch(16)
+    h2 = dataset.fit(data, verbose=0)
+    assert h1.history == h2.history
+    got = arrays.evaluate(
+        x, targets, sample_weight={"b": weights}, batch_size=16, verbose=0, return_dict=True
+    )
+    with torch.no_grad():
+        out = arrays(torch.from_numpy(x))
+        ce = torch.nn.functional.cross_entropy(out["b"], torch.from_numpy(y["b"]), reduction="none")
+        mse = ((out["a"] - torch.from_numpy(y_a)) ** 2).mean()
+    assert got["b_loss"] == pytest.approx(float((ce * torch.from_numpy(weights)).mean()), rel=1e-5)
+    assert got["a_loss"] == pytest.approx(float(mse), rel=1e-5)  # "a" has no weights: unweighted
+    with pytest.raises(ValueError, match="class_weight needs a single sample_weight array"):
+        arrays.fit(x, y["b"], sample_weight={"b": weights}, class_weight={0: 1.0, 1: 2.0, 2: 1.0}, verbose=0)
