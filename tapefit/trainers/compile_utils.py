@@ -36,13 +36,13 @@ def _flat(struct: Any, names: list[str], needed: Any = None) -> list[Any]:
     return [struct]
 
 
-def _one_output(struct: Any, names: list[str]) -> Any:
+def _one_output(struct: Any, names: list[str], what: str = "targets") -> Any:
     """A single output's target (or weights) given as ``{name: value}`` or ``[value]``, as Keras
     accepts, unwrapped; any other value is returned as it is."""
     if isinstance(struct, dict) and len(struct) == 1:
         if names[0] not in struct:
             raise ValueError(
-                f"The targets are keyed {sorted(struct)}, but the model's output is named {names[0]!r}: "
+                f"The {what} are keyed {sorted(struct)}, but the model's output is named {names[0]!r}: "
                 "key them by the output's name, or pass the array itself."
             )
         return struct[names[0]]
@@ -58,16 +58,34 @@ def _split_outputs(
     ``needed`` may be left out of a dict: see ``_flat``)."""
     if len(names) == 1:
         return [_one_output(y_true, names)], _flat(y_pred, names)
+    if isinstance(y_true, dict) and not y_true.keys() <= set(names):
+        raise ValueError(
+            f"The targets have entries for {sorted(y_true.keys() - set(names))}, which are not outputs "
+            f"of the model {names}: key the targets by output name."
+        )
     return _flat(y_true, names, needed), _flat(y_pred, names)
 
 
 def _split_weights(sample_weight: Any, names: list[str]) -> list[Any]:
-    """The sample weights of each output: per output when given as a structure (a dict may leave
-    outputs out: they are unweighted), else shared."""
+    """The sample weights of each output: per output when given as a structure (one per output in
+    a list; a dict keyed by output names, which may leave outputs unweighted), else shared."""
     if len(names) == 1:
-        return [_one_output(sample_weight, names)]
-    if isinstance(sample_weight, (list, tuple, dict)):
+        return [_one_output(sample_weight, names, "sample weights")]
+    if isinstance(sample_weight, dict):
+        unknown = sorted(k for k in sample_weight if k not in names)
+        if unknown:
+            raise ValueError(
+                f"sample_weight has entries for {unknown}, which are not outputs of the model {names}: "
+                "key the weights by output name."
+            )
         return _flat(sample_weight, names, needed=())
+    if isinstance(sample_weight, (list, tuple)):
+        if len(sample_weight) != len(names):
+            raise ValueError(
+                f"sample_weight holds {len(sample_weight)} arrays for the model's {len(names)} outputs "
+                f"{names}: give one per output (None for an unweighted one), or a dict keyed by name."
+            )
+        return list(sample_weight)
     return [sample_weight] * len(names)
 
 
@@ -154,7 +172,7 @@ class CompileLoss:
             if weights is not None
             else [1.0] * len(self.names)
         )
-        if len(self.names) > 1:
+        if sum(fn is not None for fn in self.losses) > 1:  # as Keras: per-output losses when several
             self.metrics = [
                 metrics_lib.Mean(name=f"{n}_loss") for n, fn in zip(self.names, self.losses) if fn is not None
             ]
@@ -330,8 +348,8 @@ class CompileMetrics(metrics_lib.Metric):
                     what = "weighted_metrics" if weighted else "metrics"
                     raise ValueError(
                         f"compile({what}=...) gives output {names[i]!r} metrics, but the targets have no "
-                        f"entry for it (keys {sorted(y_true)}): add its targets, or give {what} per "
-                        "output in a dict that leaves it out."
+                        f"entry for it: add its targets, or give {what} per output in a dict that "
+                        "leaves it out."
                     )
                 for ident in items if isinstance(items, (list, tuple)) else [items]:
                     m = _resolve_metric(ident, trues[i], preds[i])

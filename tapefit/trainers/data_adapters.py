@@ -28,6 +28,10 @@ __all__ = ["unpack_x_y_sample_weight", "pack_x_y_sample_weight", "get_adapter", 
 
 
 def map_leaves(fn: Any, struct: Any) -> Any:
+    """``fn`` applied to every leaf of nested lists/tuples/dicts; None entries (an output without
+    targets or weights) stay None."""
+    if struct is None:
+        return None
     if isinstance(struct, (list, tuple)):
         return type(struct)(map_leaves(fn, s) for s in struct)
     if isinstance(struct, dict):
@@ -419,6 +423,6 @@ def train_validation_split(arrays: tuple, validation_split: float) -> tuple[tupl
     split_at = int(math.floor(n * (1.0 - validation_split)))
     if split_at == 0 or split_at == n:
         raise ValueError(f"validation_split={validation_split} on {n} samples leaves one side empty.")
-    train = map_leaves(lambda a: a if a is None else a[:split_at], arrays)
-    val = map_leaves(lambda a: a if a is None else a[split_at:], arrays)
+    train = map_leaves(lambda a: a[:split_at], arrays)
+    val = map_leaves(lambda a: a[split_at:], arrays)
     return train, val

@@ -130,8 +130,8 @@ class Trainer(CompileMixin, OnBatchMixin):
     def _lazy_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> Any:
         """Update the compiled metrics; their results are computed only when read. A subclass's own
         ``compute_metrics`` (what Keras's default steps return) is called instead."""
-        if type(self).compute_metrics is not Trainer.compute_metrics:
-            return self.compute_metrics(x, y, y_pred, sample_weight)
+        if getattr(self.compute_metrics, "__func__", None) is not Trainer.compute_metrics:
+            return self.compute_metrics(x, y, y_pred, sample_weight)  # overridden, or set on the model
         if self._compile_metrics is not None:
             self._compile_metrics.update_state(y, y_pred, sample_weight)
         results = self._lazy_metrics_object()

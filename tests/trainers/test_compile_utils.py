@@ -190,3 +190,50 @@ def test_fit_and_evaluate_take_sample_weights_per_output():
     assert got["a_loss"] == pytest.approx(float(mse), rel=1e-5)  # "a" has no weights: unweighted
     with pytest.raises(ValueError, match="class_weight needs a single sample_weight array"):
         arrays.fit(x, y["b"], sample_weight={"b": weights}, class_weight={0: 1.0, 1: 2.0, 2: 1.0}, verbose=0)
+
+
+def _list_outputs(loss):
+    tapefit.utils.set_random_seed(0)
+    inputs = tapefit.Input((4,))
+    model = tapefit.Model(
+        inputs, [tapefit.layers.Dense(2, name="a")(inputs), tapefit.layers.Dense(1, name="b")(inputs)]
+    )
+    model.compile("sgd", loss=loss)
+    return model
+
+
+def test_per_output_structures_that_do_not_match_the_outputs_are_clear_errors():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = [rng.normal(size=(32, 2)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")]
+    w = rng.uniform(0.5, 1.5, 32).astype("float32")
+    model = _list_outputs("mse")
+    for weights in ([w], [w, w, w]):  # a short list used to drop an output's loss from the total
+        with pytest.raises(
+            ValueError, match=f"sample_weight holds {len(weights)} arrays for the model's 2 outputs"
+        ):
+            model.evaluate(x, y, sample_weight=weights, verbose=0)
+    with pytest.raises(ValueError, match=r"sample_weight has entries for \['B'\], which are not outputs"):
+        model.evaluate(x, y, sample_weight={"B": w}, verbose=0)
+    with pytest.raises(ValueError, match=r"The targets have entries for \['c'\], which are not outputs"):
+        model.evaluate(x, {"a": y[0], "b": y[1], "c": y[1]}, verbose=0)
+
+
+def test_none_stands_for_an_output_without_targets_or_weights():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = [rng.normal(size=(32, 2)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")]
+    w = rng.uniform(0.5, 1.5, 32).astype("float32")
+    model = _list_outputs(["mse", None])
+    got = model.evaluate(x, [y[0], None], batch_size=8, verbose=0, return_dict=True)
+    assert set(got) == {"loss"}  # one output with a loss: no per-output entries, as in Keras
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+    assert got["loss"] == pytest.approx(float(((out[0] - torch.from_numpy(y[0])) ** 2).mean()), rel=1e-5)
+    both = _list_outputs("mse")
+    got = both.evaluate(x, y, sample_weight=[w, None], batch_size=8, verbose=0, return_dict=True)
+    with torch.no_grad():
+        out = both(torch.from_numpy(x))
+        weighted = (((out[0] - torch.from_numpy(y[0])) ** 2).mean(-1) * torch.from_numpy(w)).mean()
+    assert got["a_loss"] == pytest.approx(float(weighted), rel=1e-5)
+    assert got["b_loss"] == pytest.approx(float(((out[1] - torch.from_numpy(y[1])) ** 2).mean()), rel=1e-5)

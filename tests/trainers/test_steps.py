@@ -333,3 +333,17 @@ def test_default_steps_return_an_overridden_compute_metrics():
         positives = (model(torch.from_numpy(x)).argmax(-1) == 1).float().mean().item()
     assert result["positives"] == pytest.approx(positives)  # the mean over the 3 equal batches
     assert set(history.history) == {"loss", "accuracy", "positives"}
+
+
+def test_a_compute_metrics_set_on_the_model_is_what_the_steps_return():
+    x, y = _data(64)
+    model = _net()
+    model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    default = model.compute_metrics
+    calls = []
+    model.compute_metrics = lambda *args, **kwargs: (
+        calls.append(1) or {**default(*args, **kwargs), "mine": 1.0}
+    )
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert len(calls) == 4 and history.history["mine"] == [1.0] and result["mine"] == 1.0
