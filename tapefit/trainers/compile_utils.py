@@ -58,35 +58,18 @@ def _split_outputs(
     ``needed`` may be left out of a dict: see ``_flat``)."""
     if len(names) == 1:
         return [_one_output(y_true, names)], _flat(y_pred, names)
-    if isinstance(y_true, dict) and not y_true.keys() <= set(names):
-        raise ValueError(
-            f"The targets have entries for {sorted(y_true.keys() - set(names))}, which are not outputs "
-            f"of the model {names}: key the targets by output name."
-        )
+    if isinstance(y_true, dict):
+        _check_keys(y_true, names, "y")
     return _flat(y_true, names, needed), _flat(y_pred, names)
 
 
 def _split_weights(sample_weight: Any, names: list[str]) -> list[Any]:
     """The sample weights of each output: per output when given as a structure (one per output in
-    a list; a dict keyed by output names, which may leave outputs unweighted), else shared."""
+    a list, None for an unweighted one; a dict keyed by output names, which may leave outputs
+    out), else shared."""
     if len(names) == 1:
         return [_one_output(sample_weight, names, "sample weights")]
-    if isinstance(sample_weight, dict):
-        unknown = sorted(k for k in sample_weight if k not in names)
-        if unknown:
-            raise ValueError(
-                f"sample_weight has entries for {unknown}, which are not outputs of the model {names}: "
-                "key the weights by output name."
-            )
-        return _flat(sample_weight, names, needed=())
-    if isinstance(sample_weight, (list, tuple)):
-        if len(sample_weight) != len(names):
-            raise ValueError(
-                f"sample_weight holds {len(sample_weight)} arrays for the model's {len(names)} outputs "
-                f"{names}: give one per output (None for an unweighted one), or a dict keyed by name."
-            )
-        return list(sample_weight)
-    return [sample_weight] * len(names)
+    return _per_output(sample_weight, names, "sample_weight")
 
 
 def _output_names(y_pred: Any, model_names: list[str]) -> list[str]:
@@ -99,22 +82,28 @@ def _output_names(y_pred: Any, model_names: list[str]) -> list[str]:
 
 
 def _per_output(spec: Any, names: list[str], what: str) -> list[Any]:
-    """Spread a compile() argument over the outputs: one for all, a list in order, or a dict by name."""
+    """Spread a per-output argument (``what``: its name, e.g. ``"compile(loss=...)"``) over the
+    outputs: one for all, a list in order, or a dict by name (None for the outputs it leaves out)."""
     if isinstance(spec, dict):
-        unknown = [k for k in spec if k not in names]
-        if unknown:
-            raise ValueError(
-                f"compile({what}=...) names outputs {unknown}, but the model's outputs are {names}."
-            )
+        _check_keys(spec, names, what)
         return [spec.get(n) for n in names]
     if isinstance(spec, (list, tuple)) and len(names) > 1:
         if len(spec) != len(names):
             raise ValueError(
-                f"compile({what}=...) has {len(spec)} entries, but the model has {len(names)} outputs "
-                f"{names}: give one per output, or a dict keyed by output name."
+                f"{what} has {len(spec)} entries, but the model has {len(names)} outputs {names}: "
+                "give one per output, or a dict keyed by output name."
             )
         return list(spec)
     return [spec] * len(names)
+
+
+def _check_keys(struct: dict, names: list[str], what: str) -> None:
+    unknown = sorted(k for k in struct if k not in names)
+    if unknown:
+        raise ValueError(
+            f"{what} has entries for {unknown}, which are not outputs of the model {names}: "
+            "key it by output name."
+        )
 
 
 def _check_names(spec: Any, resolve: Any, deferred: tuple[str, ...]) -> None:
@@ -161,14 +150,17 @@ class CompileLoss:
 
     def build(self, y_true: Any, y_pred: Any) -> None:
         self.names = _output_names(y_pred, self._model_output_names)
-        specs = _per_output(self._spec, self.names, "loss")
+        specs = _per_output(self._spec, self.names, "compile(loss=...)")
         # The outputs with a loss: the only ones whose targets must be given.
         self._needed = {n for n, spec in zip(self.names, specs) if spec is not None}
         trues, preds = _split_outputs(y_true, y_pred, self.names, self._needed)
         self.losses = [_resolve_loss(s, t, p) for s, t, p in zip(specs, trues, preds)]
         weights = self._weights_spec
         self.weights = (
-            [1.0 if w is None else float(w) for w in _per_output(weights, self.names, "loss_weights")]
+            [
+                1.0 if w is None else float(w)
+                for w in _per_output(weights, self.names, "compile(loss_weights=...)")
+            ]
             if weights is not None
             else [1.0] * len(self.names)
         )
@@ -340,7 +332,9 @@ class CompileMetrics(metrics_lib.Metric):
             ):
                 per_output = [list(spec)] * len(names)
             else:
-                per_output = _per_output(spec, names, "weighted_metrics" if weighted else "metrics")
+                per_output = _per_output(
+                    spec, names, f"compile({'weighted_metrics' if weighted else 'metrics'}=...)"
+                )
             for i, items in enumerate(per_output):
                 if items is None:
                     continue

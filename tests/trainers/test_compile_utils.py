@@ -210,12 +210,12 @@ def test_per_output_structures_that_do_not_match_the_outputs_are_clear_errors():
     model = _list_outputs("mse")
     for weights in ([w], [w, w, w]):  # a short list used to drop an output's loss from the total
         with pytest.raises(
-            ValueError, match=f"sample_weight holds {len(weights)} arrays for the model's 2 outputs"
+            ValueError, match=f"sample_weight has {len(weights)} entries, but the model has 2 outputs"
         ):
             model.evaluate(x, y, sample_weight=weights, verbose=0)
     with pytest.raises(ValueError, match=r"sample_weight has entries for \['B'\], which are not outputs"):
         model.evaluate(x, y, sample_weight={"B": w}, verbose=0)
-    with pytest.raises(ValueError, match=r"The targets have entries for \['c'\], which are not outputs"):
+    with pytest.raises(ValueError, match=r"y has entries for \['c'\], which are not outputs"):
         model.evaluate(x, {"a": y[0], "b": y[1], "c": y[1]}, verbose=0)
 
 
