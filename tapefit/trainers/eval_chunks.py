@@ -98,20 +98,26 @@ class EvalChunks:
     def flush(self) -> None:
         """Update the loss and metrics with the batches run since the last flush."""
         pending, self._pending = self._pending, []
-        if not pending:
-            return
         if len(pending) > 1:
             try:
                 y, y_pred, sample_weight = (_concat([p[i] for p in pending]) for i in range(3))
-            except (RuntimeError, TypeError):
-                pass  # the batches differ beyond their row count (padded sequences): one at a time
+                loss = self._model.compute_loss(
+                    y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+                )
+            except (RuntimeError, TypeError, ValueError, IndexError):
+                # The batches differ beyond their row count (padded sequences), or the loss rejects
+                # a label: one batch at a time, so that an error names its batch's own counts.
+                pass
             else:
-                pending = [(y, y_pred, sample_weight, sum(p[3] for p in pending))]
-        model = self._model
+                self._update(loss, y, y_pred, sample_weight, sum(p[3] for p in pending))
+                return
         for y, y_pred, sample_weight, rows in pending:
-            loss = model.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-            model._loss_tracker.update_state(loss, sample_weight=rows)
-            model._lazy_metrics(None, y, y_pred, sample_weight)
+            loss = self._model.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+            self._update(loss, y, y_pred, sample_weight, rows)
+
+    def _update(self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any, rows: int) -> None:
+        self._model._loss_tracker.update_state(loss, sample_weight=rows)
+        self._model._lazy_metrics(None, y, y_pred, sample_weight)
 
     def _first_capacity(self, y: Any, y_pred: Any, sample_weight: Any) -> int:
         """Batches per chunk: up to ``_MAX_BATCHES`` and ``_MAX_BYTES``; 1 where the loss or a metric

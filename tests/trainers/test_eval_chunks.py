@@ -517,3 +517,18 @@ def test_an_evaluation_that_fails_leaves_no_deferred_updates_behind():
     assert model._lazy_metrics_object().before_read is None
     x, y = _data(64)
     assert _evaluate(model, x, y) == pytest.approx(_evaluate(model, x, y, callbacks=[_PerBatch()]))
+
+
+def test_a_bad_label_is_reported_as_a_per_batch_evaluation_reports_it():
+    x, y = _data(320)
+    y[200] = 7  # batch 6 of 10; the model has 3 classes
+    data = tapefit.data.Dataset.from_tensor_slices((x, y)).batch(32)  # (arrays are checked up front)
+    messages = []
+    for extra in ([], [_PerBatch()]):
+        model = _classifier()
+        model.compile("sgd", tapefit.losses.SparseCategoricalCrossentropy(from_logits=True))
+        with pytest.raises(ValueError) as error:
+            model.evaluate(data, verbose=0, callbacks=extra)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "7" in messages[0] and "of 32" in messages[0]
