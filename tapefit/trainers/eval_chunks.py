@@ -29,7 +29,7 @@ from ..metrics._utils import get_mask
 from ..utils.data_utils import unpack_x_y_sample_weight
 from .data_adapters import ArrayAdapter, IterableAdapter, is_dataset_like, leaves
 from .logs import MetricResults
-from .outputs import batch_size_of
+from .outputs import batch_size_of, concat_tensors
 
 __all__ = ["EvalChunks", "eval_chunks"]
 
@@ -100,11 +100,13 @@ class EvalChunks:
         pending, self._pending = self._pending, []
         if len(pending) > 1:
             try:
-                y, y_pred, sample_weight = (_concat([p[i] for p in pending]) for i in range(3))
+                y, y_pred = (concat_tensors([p[i] for p in pending]) for i in range(2))
+                weights = [p[2] for p in pending]
+                sample_weight = None if all(w is None for w in weights) else concat_tensors(weights)
                 loss = self._model.compute_loss(
                     y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
                 )
-            except (RuntimeError, TypeError, ValueError, IndexError):
+            except (RuntimeError, TypeError, ValueError, IndexError, KeyError):
                 # The batches differ beyond their row count (padded sequences), or the loss rejects
                 # a label: one batch at a time, so that an error names its batch's own counts.
                 pass
@@ -138,23 +140,3 @@ def _capacity(y: Any, y_pred: Any, sample_weight: Any) -> int:
     tensors = [t for t in leaves((y, y_pred, sample_weight)) if isinstance(t, torch.Tensor)]
     size = sum(t.numel() * t.element_size() for t in tensors)
     return max(1, min(_MAX_BATCHES, _MAX_BYTES // max(size, 1)))
-
-
-def _concat(parts: list[Any]) -> Any:
-    """The batches' (nested) tensors joined along their rows; raises if their structures differ."""
-    first = parts[0]
-    if first is None:
-        if any(p is not None for p in parts):
-            raise TypeError("some batches have sample weights and some do not")
-        return None
-    if isinstance(first, torch.Tensor):
-        return torch.cat(parts)
-    if isinstance(first, (list, tuple)):
-        if any(type(p) is not type(first) or len(p) != len(first) for p in parts):
-            raise TypeError("the batches' structures differ")
-        return type(first)(_concat(list(column)) for column in zip(*parts))
-    if isinstance(first, dict):
-        if any(not isinstance(p, dict) or p.keys() != first.keys() for p in parts):
-            raise TypeError("the batches' structures differ")
-        return {k: _concat([p[k] for p in parts]) for k in first}
-    raise TypeError(f"cannot join {type(first).__name__} batches")
