@@ -52,6 +52,9 @@ from .core import (
     Lambda as Lambda,
 )
 from .core import (
+    Masking as Masking,
+)
+from .core import (
     TorchModuleWrapper as TorchModuleWrapper,
 )
 from .dense import (
@@ -317,6 +320,7 @@ __all__ = [
     "InputLayer",
     "KerasTensor",
     "Lambda",
+    "Masking",
     "Layer",
     "LayerNormalization",
     "LeakyReLU",

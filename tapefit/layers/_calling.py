@@ -10,6 +10,7 @@ failing layer. A built layer with no hooks and no mixed policy takes the lean pa
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn.modules import module as _torch_module
 
 from .. import config
+from .._masking import any_mask, flat, get_mask, masks_of, set_mask
 from ..mixed_precision import policy as mp_policy
 from ..mixed_precision.policy import DTypePolicy
 
@@ -137,6 +139,10 @@ def _with_context(error: RuntimeError, outer: Any, args: tuple) -> RuntimeError:
     return wrapped
 
 
+def _first_input(args: tuple, kwargs: dict) -> Any:
+    return args[0] if args else kwargs.get("inputs")
+
+
 def _shape_of(x: Any) -> Any:
     if isinstance(x, torch.Tensor) or hasattr(x, "shape"):
         return tuple(x.shape)
@@ -155,6 +161,10 @@ class CallMixin:
     """
 
     _accepts_training: bool | None = None
+    _accepts_mask: bool | None = None
+    # True for layers that can create a mask from unmasked inputs (``Embedding(mask_zero=True)``,
+    # ``Masking``): their calls take the masking path even when no input carries a mask.
+    _produces_mask = False
 
     def build(self, input_shape: Any = None) -> None:
         """Create the weights for inputs of ``input_shape`` (batch dimension first)."""
@@ -176,10 +186,56 @@ class CallMixin:
             )
         return cls.__dict__["_accepts_training"]
 
+    @classmethod
+    def _call_has_mask(cls) -> bool:
+        if cls.__dict__.get("_accepts_mask") is None:
+            fn = cls.call if cls.forward is CallMixin.forward else cls.forward
+            cls._accepts_mask = "mask" in inspect.signature(fn).parameters
+        return cls.__dict__["_accepts_mask"]
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
         if not one_tensor and _symbolic().any_symbolic(args, kwargs):
             return _symbolic().symbolic_call(self, args, kwargs)
+        if self._produces_mask or (
+            get_mask(args[0]) is not None if one_tensor else any_mask(masks_of(_first_input(args, kwargs)))
+        ):
+            return self._masked_call(args, kwargs)
+        return self._call(one_tensor, args, kwargs)
+
+    def _masked_call(self, args: tuple, kwargs: dict) -> Any:
+        """A call whose first input carries a mask, or of a layer that makes one: Keras's contract.
+
+        The first input's masks go to ``call(..., mask=)`` when ``call`` takes one (an explicit
+        ``mask=`` wins); a layer that supports masking attaches ``compute_mask(inputs, mask)`` to
+        outputs that have none yet; any other layer drops the mask, with Keras's warning.
+        """
+        first = _first_input(args, kwargs)
+        previous = masks_of(first)
+        if self._call_has_mask():
+            if kwargs.get("mask") is not None:
+                previous = kwargs["mask"]
+            elif any_mask(previous):
+                kwargs = {**kwargs, "mask": previous}
+        one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
+        outputs = self._call(one_tensor, args, kwargs)
+        if self.supports_masking:  # type: ignore[attr-defined]
+            leaves = flat(outputs)
+            if not all(get_mask(t) is not None for t in leaves if isinstance(t, torch.Tensor)):
+                masks = self.compute_mask(first, previous)  # type: ignore[attr-defined]
+                for tensor, mask in zip(leaves, flat(masks)):
+                    if mask is not None and isinstance(tensor, torch.Tensor) and get_mask(tensor) is None:
+                        set_mask(tensor, mask)
+        elif any_mask(previous):
+            warnings.warn(
+                f"Layer {self.name!r} ({type(self).__name__}) was passed an input with a mask attached to "  # type: ignore[attr-defined]
+                "it, but it does not support masking, so the mask is dropped: the layers after it do not "
+                "see it. Set supports_masking = True on a layer that keeps timesteps in place.",
+                stacklevel=3,
+            )
+        return outputs
+
+    def _call(self, one_tensor: bool, args: tuple, kwargs: dict) -> Any:
         training = kwargs.pop("training", None) if kwargs else None
         ctx = _call_context
         lean = self.__dict__.get("_lean_call")

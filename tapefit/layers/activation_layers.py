@@ -28,6 +28,7 @@ class ReLU(Layer):
     """
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class LeakyReLU(Layer):
     """
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(self, negative_slope: float = 0.3, **kwargs: Any):
         if "alpha" in kwargs:  # Keras 2's name, still accepted by Keras 3
@@ -116,6 +118,7 @@ class Softmax(Layer):
     """
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(self, axis: int | Sequence[int] = -1, **kwargs: Any):
         super().__init__(**kwargs)
@@ -153,6 +156,7 @@ class ELU(Layer):
     """Exponential linear unit: ``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(self, alpha: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -174,6 +178,7 @@ class PReLU(Layer):
     """
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(
         self,

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import activations, config, constraints, initializers, regularizers
+from .._masking import set_mask
 from .layer import Layer
 
-__all__ = ["Activation", "Embedding", "Identity", "Lambda", "TorchModuleWrapper"]
+__all__ = ["Activation", "Embedding", "Identity", "Lambda", "Masking", "TorchModuleWrapper"]
 
 
 def _ser_reg(reg: Any) -> Any:
@@ -27,6 +28,8 @@ class Embedding(Layer):
 
     The table has shape ``(input_dim, output_dim)``; indices may be of any integer dtype (other
     dtypes are cast, as Keras does) and the output gains a trailing ``output_dim`` axis.
+    ``mask_zero=True`` treats index 0 as padding: the output carries the mask ``inputs != 0``,
+    which the layers after it (``GlobalAveragePooling1D``, losses, metrics) respect.
 
     Example:
         >>> import torch, tapefit
@@ -50,14 +53,10 @@ class Embedding(Layer):
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {value!r}.")
-        if mask_zero:
-            raise NotImplementedError(
-                "Embedding(mask_zero=True) is not supported: tapefit has no masking. "
-                "Pass an explicit mask to the layers that need one."
-            )
         super().__init__(**kwargs)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
-        self.mask_zero = False
+        self.mask_zero = bool(mask_zero)
+        self.supports_masking = self._produces_mask = self.mask_zero
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.embeddings_constraint = constraints.get(embeddings_constraint)
@@ -86,6 +85,10 @@ class Embedding(Layer):
             self.add_loss(self.activity_regularizer(y) / y.shape[0])
         return y
 
+    def compute_mask(self, inputs: Any, previous_mask: Any = None) -> torch.Tensor | None:
+        """With ``mask_zero``, index 0 is padding: the mask is ``inputs != 0``."""
+        return torch.ne(inputs, 0) if self.mask_zero else None
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -111,6 +114,7 @@ class Activation(Layer):
     """
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(self, activation: str | Callable, **kwargs: Any):
         super().__init__(**kwargs)
@@ -128,6 +132,7 @@ class Identity(Layer):
     """Returns its input unchanged (a placeholder that keeps a model's structure)."""
 
     _preserves_shape = True
+    _masks_by_default = True
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -162,6 +167,41 @@ def _resolve_function(name: str, custom_objects: dict[str, Any] | None = None) -
     return resolve(name, custom_objects)
 
 
+class Masking(Layer):
+    """Masks the timesteps whose features all equal ``mask_value``, for the layers after it.
+
+    The output is the input with those timesteps set to zero, carrying the mask (batch, steps):
+    ``GlobalAveragePooling1D`` then averages only the kept steps, and losses and metrics skip
+    them. Layers that cannot keep a mask drop it with a warning.
+
+    Example:
+        >>> import torch, tapefit
+        >>> x = torch.tensor([[[1.0], [0.0], [3.0]]])
+        >>> tapefit.layers.Masking()(x)._keras_mask
+        tensor([[ True, False,  True]])
+    """
+
+    _preserves_shape = True
+    _produces_mask = True
+
+    def __init__(self, mask_value: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.mask_value = mask_value
+        self.built = True
+
+    def compute_mask(self, inputs: Any, previous_mask: Any = None) -> torch.Tensor:
+        return torch.any(torch.ne(inputs, self.mask_value), dim=-1)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        keep = torch.any(torch.ne(inputs, self.mask_value), dim=-1, keepdim=True)
+        outputs = torch.where(keep, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
+        set_mask(outputs, keep.squeeze(-1))
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mask_value": self.mask_value}
+
+
 class Lambda(Layer):
     """Wraps a function of tensors as a layer: ``function(inputs, **arguments)``.
 
@@ -187,8 +227,8 @@ class Lambda(Layer):
             function = _resolve_function(function)
         if not callable(function):
             raise TypeError(f"Lambda: function must be callable, got {type(function).__name__}.")
-        if mask is not None:
-            raise NotImplementedError("Lambda(mask=...) is not supported: tapefit has no masking.")
+        if isinstance(mask, str):
+            mask = _resolve_function(mask)
         if isinstance(output_shape, str):
             output_shape = _resolve_function(output_shape)
         elif isinstance(output_shape, list):
@@ -198,12 +238,24 @@ class Lambda(Layer):
         self.arguments = dict(arguments or {})
         self._output_shape = output_shape
         self._fn_expects_training = _accepts_keyword(function, "training")
+        self._fn_expects_mask = _accepts_keyword(function, "mask")
+        self.mask = mask
+        self.supports_masking = self._produces_mask = mask is not None
         self.built = True
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
+    def call(self, inputs: Any, mask: Any = None, training: bool | None = None) -> Any:
+        kwargs = dict(self.arguments)
         if self._fn_expects_training:
-            return self.function(inputs, training=training, **self.arguments)
-        return self.function(inputs, **self.arguments)
+            kwargs["training"] = training
+        if self._fn_expects_mask:
+            kwargs["mask"] = mask
+        return self.function(inputs, **kwargs)
+
+    def compute_mask(self, inputs: Any, previous_mask: Any = None) -> Any:
+        """``mask(inputs, previous_mask)`` when ``mask`` is a function, else the ``mask`` given."""
+        if callable(self.mask):
+            return self.mask(inputs, previous_mask)
+        return self.mask
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         if self._output_shape is None:
@@ -225,6 +277,14 @@ class Lambda(Layer):
                 if callable(self._output_shape)
                 else list(self._output_shape)
             )
+        if self.mask is not None:
+            if not callable(self.mask):
+                raise ValueError(
+                    f"Lambda layer {self.name!r} cannot be saved by config: its mask is a fixed tensor. "
+                    "Give a registered function that computes the mask instead, or save only the "
+                    "weights with model.save_weights(...)."
+                )
+            config_["mask"] = _function_name(self.mask, self.name, "mask function")
         return config_
 
     @classmethod
@@ -232,8 +292,9 @@ class Lambda(Layer):
         """Rebuild from a config whose functions are registered names (see ``register_serializable``)."""
         config = dict(config)
         config["function"] = _resolve_function(config["function"], custom_objects)
-        if isinstance(config.get("output_shape"), str):
-            config["output_shape"] = _resolve_function(config["output_shape"], custom_objects)
+        for key in ("output_shape", "mask"):
+            if isinstance(config.get(key), str):
+                config[key] = _resolve_function(config[key], custom_objects)
         return cls(**config)
 
 

@@ -23,6 +23,8 @@ class Dense(Layer):
         torch.Size([2, 4])
     """
 
+    _masks_by_default = True
+
     def __init__(
         self,
         units: int,

@@ -338,6 +338,36 @@ class Layer(CallMixin, nn.Module):
                 for p in m.parameters(recurse=False):
                     p.requires_grad_(bool(value))
 
+    # ----------------------------------------------------------------- masking
+    @property
+    def supports_masking(self) -> bool:
+        """Whether a mask on this layer's input is carried to its outputs (by :meth:`compute_mask`).
+
+        Keras's rule: True for layers that keep timesteps in place (activations, ``Dense``,
+        dropout, normalisation), and by default for any layer that overrides ``compute_mask``.
+        Set it to True in a custom layer's ``__init__`` to pass masks through unchanged.
+        """
+        value = self.__dict__.get("_supports_masking")
+        if value is None:
+            value = type(self)._masks_by_default
+            if value is None:
+                value = type(self).compute_mask is not Layer.compute_mask
+        return value
+
+    @supports_masking.setter
+    def supports_masking(self, value: bool) -> None:
+        self.__dict__["_supports_masking"] = bool(value)
+
+    # The class's default for ``supports_masking`` (None: whether it overrides ``compute_mask``).
+    _masks_by_default: bool | None = None
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        """The mask of this layer's output for ``inputs`` whose mask is ``previous_mask``.
+
+        The default passes the input's mask on unchanged (used when ``supports_masking``).
+        """
+        return previous_mask
+
     # ------------------------------------------------------------------ losses
     def add_loss(self, loss: torch.Tensor) -> None:
         """Add an activity loss during ``call``; it is collected in ``losses`` until the next call."""

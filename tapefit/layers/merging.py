@@ -48,6 +48,18 @@ class _Merge(Layer):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
 
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> torch.Tensor | None:
+        """Keras's rule for element-wise merges: when every input is masked, a timestep is kept if
+        any input keeps it; when some input is unmasked, the output is unmasked."""
+        if previous_mask is None or not isinstance(previous_mask, (list, tuple)):
+            return None
+        if any(m is None for m in previous_mask):
+            return None
+        out = previous_mask[0]
+        for m in previous_mask[1:]:
+            out = torch.logical_or(out, m)
+        return out
+
     def _check_count(self, n: int, shapes: Any) -> None:
         if n < self._min_inputs or (self._max_inputs is not None and n > self._max_inputs):
             want = (
@@ -231,6 +243,19 @@ class Concatenate(_Merge):
                 f"axis {self.axis}: {e}"
             ) from e
 
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> torch.Tensor | None:
+        """The inputs' masks joined along ``axis`` (all-True for an unmasked input), as in Keras."""
+        if not isinstance(previous_mask, (list, tuple)) or all(m is None for m in previous_mask):
+            return None
+        masks = []
+        for x, m in zip(inputs, previous_mask):
+            if m is None:
+                m = torch.ones(x.shape, dtype=torch.bool, device=x.device)
+            elif m.dim() < x.dim():
+                m = m.unsqueeze(-1).expand(x.shape)
+            masks.append(m.bool())
+        return torch.cat(masks, dim=self.axis).any(dim=-1)
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}
 
@@ -259,6 +284,9 @@ class Dot(_Merge):
             raise TypeError(f"Dot: axes must be an int or a pair of ints, got {axes!r}")
         self.axes = axes
         self.normalize = bool(normalize)
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> None:
+        return None
 
     def _axes_for(self, ranks: Sequence[int]) -> list[int]:
         axes = self.axes if isinstance(self.axes, list) else [self.axes, self.axes]

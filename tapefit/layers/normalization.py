@@ -146,7 +146,11 @@ class BatchNormalization(Layer):
         self._ndim = len(input_shape)
         self.built = True
 
-    def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
+    _masks_by_default = True
+
+    def call(
+        self, inputs: torch.Tensor, training: bool = False, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         ndim = inputs.dim()
         if ndim != self._ndim:
             raise ValueError(
@@ -154,6 +158,15 @@ class BatchNormalization(Layer):
                 f"but got an input of shape {tuple(inputs.shape)}."
             )
         axis = self.axis % ndim
+        if mask is not None:
+            if mask.dim() != ndim - 1:
+                raise ValueError(
+                    f"BatchNormalization {self.name!r}: the mask must have one dimension less than the "
+                    f"inputs (a mask per timestep); got mask.shape={tuple(mask.shape)}, "
+                    f"inputs.shape={tuple(inputs.shape)}."
+                )
+            if training and self.trainable:
+                return self._masked_train_forward(inputs, mask, axis)
         # torch's kernels want the features on dim 1. Channels-last data is viewed, never copied:
         # (..., C) contiguous becomes (M, C), other layouts are permuted views.
         flat = axis == ndim - 1 and inputs.is_contiguous()
@@ -186,6 +199,29 @@ class BatchNormalization(Layer):
         with torch.no_grad():
             torch.div(running_var, correction, out=self.moving_variance)
         return y
+
+    def _masked_train_forward(self, inputs: torch.Tensor, mask: torch.Tensor, axis: int) -> torch.Tensor:
+        """Training with statistics over the unmasked timesteps only, as Keras computes them."""
+        x = inputs.float() if inputs.dtype in (torch.float16, torch.bfloat16) else inputs
+        keep = mask.unsqueeze(-1).expand(x.shape).bool()
+        dims = [d for d in range(x.dim()) if d != axis]
+        count = keep.sum(dims, keepdim=True, dtype=x.dtype) + 1e-7  # Keras's backend epsilon
+        mean = torch.where(keep, x, 0.0).sum(dims, keepdim=True) / count
+        variance = torch.where(keep, x - mean, 0.0).square().sum(dims, keepdim=True) / count
+        with torch.no_grad():
+            m = self.momentum
+            self.moving_mean.mul_(m).add_(mean.reshape(-1).to(self.moving_mean.dtype), alpha=1.0 - m)
+            self.moving_variance.mul_(m).add_(
+                variance.reshape(-1).to(self.moving_variance.dtype), alpha=1.0 - m
+            )
+        shape = [1] * x.dim()
+        shape[axis] = x.shape[axis]
+        y = (x - mean) * torch.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            y = y * self.gamma.reshape(shape).to(y.dtype)
+        if self.beta is not None:
+            y = y + self.beta.reshape(shape).to(y.dtype)
+        return y.to(inputs.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -221,6 +257,8 @@ class LayerNormalization(Layer):
     """
 
     _preserves_shape = True
+
+    _masks_by_default = True
 
     def __init__(
         self,
@@ -312,6 +350,8 @@ class GroupNormalization(Layer):
     """
 
     _preserves_shape = True
+
+    _masks_by_default = True
 
     def __init__(
         self,

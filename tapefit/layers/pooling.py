@@ -199,9 +199,12 @@ class GlobalAveragePooling1D(BaseGlobalPooling):
         self._check(inputs)
         if mask is None:
             return inputs.mean(dim=self._axes, keepdim=self.keepdims)
-        weights = mask.to(inputs.dtype).unsqueeze(2 if self.data_format == "channels_last" else 1)
-        total = (inputs * weights).sum(dim=self._axes, keepdim=self.keepdims)
-        return total / weights.sum(dim=self._axes, keepdim=self.keepdims)
+        keep = mask.bool().unsqueeze(2 if self.data_format == "channels_last" else 1)
+        total = torch.where(keep, inputs, 0.0).sum(dim=self._axes, keepdim=self.keepdims)
+        return total / keep.to(inputs.dtype).sum(dim=self._axes, keepdim=self.keepdims)
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> None:
+        return None  # the steps are averaged away
 
 
 class GlobalAveragePooling2D(BaseGlobalPooling):

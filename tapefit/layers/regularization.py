@@ -49,6 +49,8 @@ def _check_noise_shape(noise_shape: Any) -> tuple[int | None, ...] | None:
 class _SeededNoise(Layer):
     """Owns the optional seeded generator: a fixed ``seed`` gives the same noise sequence every run."""
 
+    _masks_by_default = True
+
     def __init__(self, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import config
+from .._masking import get_mask
 from ._tensors import (
     _check_sparse_labels,
     align,
@@ -290,6 +291,7 @@ class SparseCategoricalCrossentropy(_BuiltinLoss):
             and y_true.dim() == 1
             and y_true.shape[0] == y_pred.shape[0] > 0
             and y_true.device == y_pred.device
+            and get_mask(y_pred) is None
         ):
             if should_check_values(y_true):
                 _check_sparse_labels(y_true, y_pred.shape[1])

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .. import config
+from .._masking import get_mask
 from .._naming import to_snake_case, unique_name
 from ._tensors import as_tensor, resolve_dtype
 
@@ -214,8 +215,12 @@ class Loss:
         return False
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
+        padding = get_mask(y_pred)  # a layer's mask on the predictions: those entries do not count
         y_pred, y_true = _convert_inputs(y_true, y_pred, self._torch_dtype)
         losses, mask = self._call_with_mask(y_true, y_pred)
+        if padding is not None:
+            padding = padding.to(losses.device, torch.bool)
+            mask = padding if mask is None else mask & padding
         if (
             sample_weight is None
             and mask is None

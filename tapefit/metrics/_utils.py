@@ -81,11 +81,6 @@ def divide_no_nan(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     return torch.where(x2 == 0, 0.0, x1 / x2)
 
 
-def get_mask(x: Any) -> torch.Tensor | None:
-    """The Keras-style padding mask a layer attached to ``x`` (``x._keras_mask``), if any."""
-    return getattr(x, "_keras_mask", None)
-
-
 def apply_mask(
     sample_weight: torch.Tensor | None, mask: torch.Tensor | None, dtype: torch.dtype
 ) -> torch.Tensor | None:

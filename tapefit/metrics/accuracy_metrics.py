@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .._masking import get_mask
 from ..losses.loss import _row_local, squeeze_or_expand_to_same_rank
 from ._utils import to_tensor, torch_dtype
 from .reduction_metrics import MeanMetricWrapper
@@ -216,6 +217,7 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
             and not y_true.is_floating_point()
             and y_true.shape[0] == y_pred.shape[0]
             and self._torch_dtype.is_floating_point
+            and get_mask(y_pred) is None
         ):
             # The training-loop case (logits (N, C), integer labels (N,)): two kernels, same numbers.
             raw = self._raw

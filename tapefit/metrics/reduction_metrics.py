@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
+from .._masking import get_mask
 from ..losses.loss import _one_value_per_row, squeeze_or_expand_to_same_rank
-from ._utils import apply_mask, divide_no_nan, get_mask
+from ._utils import apply_mask, divide_no_nan
 from .metric import Metric
 
 __all__ = ["Sum", "Mean", "MeanMetricWrapper"]

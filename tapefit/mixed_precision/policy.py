@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .._masking import get_mask, set_mask
+
 __all__ = ["DTypePolicy", "Policy", "set_global_policy", "global_policy", "set_dtype_policy", "dtype_policy"]
 
 _NAMES = {
@@ -91,7 +93,13 @@ def compute_context(policy: DTypePolicy, device: torch.device) -> contextlib.Abs
 def outputs_to_float32(outputs: Any) -> Any:
     """Cast a mixed model's floating outputs back to float32, as Keras's last layers do."""
     if isinstance(outputs, torch.Tensor):
-        return outputs.float() if outputs.is_floating_point() and outputs.dtype != torch.float32 else outputs
+        if not outputs.is_floating_point() or outputs.dtype == torch.float32:
+            return outputs
+        cast = outputs.float()
+        mask = get_mask(outputs)
+        if mask is not None:
+            set_mask(cast, mask)
+        return cast
     if isinstance(outputs, (list, tuple)):
         return type(outputs)(outputs_to_float32(o) for o in outputs)
     if isinstance(outputs, dict):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._masking import flat, get_mask, set_mask
 from ..layers.layer import Layer
 from ..layers.symbolic import InputLayer, KerasTensor, Node, _flatten, map_structure
 
@@ -138,6 +139,8 @@ class GraphPlan:
             v = values[i]
             if isinstance(v, torch.Tensor) and v.dtype is not dtype:
                 values[i] = v.to(dtype)
+                if get_mask(v) is not None:
+                    set_mask(values[i], get_mask(v))
         slot = self._slot
         for node, out_slots, free, single in self.plan:
             if single is not None:
@@ -146,21 +149,13 @@ class GraphPlan:
                 lookup = lambda t: values[slot[id(t)]] if isinstance(t, KerasTensor) else t  # noqa: E731
                 out = node.layer(*map_structure(lookup, node.args), **map_structure(lookup, node.kwargs))
             if len(out_slots) == 1:
-                values[out_slots[0]] = out if isinstance(out, torch.Tensor) else _flatten_values(out)[0]
+                values[out_slots[0]] = out if isinstance(out, torch.Tensor) else flat(out)[0]
             else:
-                for s, v in zip(out_slots, _flatten_values(out)):
+                for s, v in zip(out_slots, flat(out)):
                     values[s] = v
             for s in free:
                 values[s] = None
         return map_structure(lambda t: values[slot[id(t)]], self.outputs)
-
-
-def _flatten_values(struct: Any) -> list[Any]:
-    if isinstance(struct, (list, tuple)):
-        return [v for s in struct for v in _flatten_values(s)]
-    if isinstance(struct, dict):
-        return [v for s in struct.values() for v in _flatten_values(s)]
-    return [struct]
 
 
 def build_graph(model: Layer, inputs: Any, outputs: Any) -> GraphPlan:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._masking import set_mask
 from ..jit import _tracing
 from ..layers._calling import _call_context
 from ..layers.layer import Layer, _structure_cached
@@ -157,8 +158,20 @@ class Model(Trainer, Layer):
                 "built with Model(inputs, outputs)."
             )
         kwargs.pop("training", None)
+        mask = kwargs.pop("mask", None)
         inputs = args[0] if len(args) == 1 else (list(args) if args else kwargs.pop("inputs"))
-        return self._graph.run(self._flatten_inputs(inputs))
+        flat_inputs = self._flatten_inputs(inputs)
+        if mask is not None:  # Keras: ``model(x, mask=m)`` attaches the masks to the inputs
+            for x, m in zip(flat_inputs, self._flatten_inputs(mask)):
+                if m is not None:
+                    set_mask(x, m)
+        return self._graph.run(flat_inputs)
+
+    # A model's outputs carry the masks its layers attached; it adds none of its own.
+    _masks_by_default = True
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        return None
 
     def _flatten_inputs(self, inputs: Any) -> list[torch.Tensor]:
         assert self._graph is not None

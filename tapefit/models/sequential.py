@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._masking import set_mask
 from ..jit import _tracing
 from ..layers._calling import _call_context
 from ..layers.layer import Layer, _structure_cached, _structure_changed
@@ -135,12 +136,14 @@ class Sequential(Model):
             self.build((None, *tuple(first.shape[1:])))
         self.built = True
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
         x = inputs
         if type(x) is not torch.Tensor:
             x = self._single_input(x)
         if self._input is not None and x.dtype is not self._input.dtype:
             x = x.to(self._input.dtype)  # as Keras converts inputs to the Input's dtype (int x included)
+        if mask is not None:
+            set_mask(x, mask)
         for layer in self._layer_tuple():
             x = layer(x)
         return x

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from .. import losses as losses_lib
 from .. import metrics as metrics_lib
+from .._masking import get_mask
 from .outputs import batch_size_of
 
 __all__ = ["CompileLoss", "CompileMetrics", "CompiledLossShim", "CompiledMetricsShim"]
@@ -253,6 +254,7 @@ def _plain_sparse_batch(y_true: Any, y_pred: torch.Tensor, dtype: torch.dtype) -
         and y_true.dtype == torch.int64
         and y_true.dim() == 1
         and y_true.shape[0] == y_pred.shape[0] > 0
+        and get_mask(y_pred) is None
         and not torch.compiler.is_compiling()
     )
 

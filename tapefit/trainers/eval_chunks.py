@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
+from .._masking import get_mask
 from ..layers import layer as _layer
-from ..metrics._utils import get_mask
 from ..utils.data_utils import unpack_x_y_sample_weight
 from .data_adapters import ArrayAdapter, IterableAdapter, is_dataset_like, leaves
 from .logs import MetricResults

@@ -60,8 +60,7 @@ def test_embedding_errors_and_config():
         Embedding(0, 3)
     with pytest.raises(ValueError, match="output_dim"):
         Embedding(3, 2.5)
-    with pytest.raises(NotImplementedError, match="mask_zero"):
-        Embedding(3, 2, mask_zero=True)
+    assert_config_round_trip(Embedding(3, 2, mask_zero=True))
     layer = Embedding(10, 4, embeddings_regularizer="l2")
     assert_config_round_trip(layer)
     layer(torch.tensor([1, 2]))
@@ -75,8 +74,23 @@ def test_embedding_in_functional_graph():
 
 
 # ------------------------------------------------------------------------------------ Activation & co
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "softmax", "gelu", "silu", "elu", "selu",
-                                  "softplus", "linear", "relu6", "hard_sigmoid"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "relu",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "gelu",
+        "silu",
+        "elu",
+        "selu",
+        "softplus",
+        "linear",
+        "relu6",
+        "hard_sigmoid",
+    ],
+)
 def test_activation_matches_keras(name):
     assert_layer_parity(Activation(name), keras.layers.Activation(name), random_input((4, 6)))
 

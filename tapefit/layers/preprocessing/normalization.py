@@ -51,6 +51,8 @@ class Normalization(Layer):
         tensor([-1.4142, -0.7071,  0.0000])
     """
 
+    _masks_by_default = True
+
     def __init__(
         self,
         axis: int | tuple[int, ...] | None = -1,

@@ -43,6 +43,8 @@ class Rescaling(Layer):
         tensor([-1.,  1.])
     """
 
+    _masks_by_default = True
+
     def __init__(self, scale: Any, offset: Any = 0.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.scale = _plain(scale)
