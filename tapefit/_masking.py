@@ -12,19 +12,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["any_mask", "flat", "get_mask", "masks_of", "set_mask"]
+__all__ = ["MASK_ATTR", "any_mask", "flat", "get_mask", "masks_of", "set_mask"]
 
-_ATTR = "_keras_mask"
+MASK_ATTR = "_keras_mask"
 
 
 def get_mask(x: Any) -> torch.Tensor | None:
     """The mask attached to ``x``, if any."""
-    return getattr(x, _ATTR, None)
+    return getattr(x, MASK_ATTR, None)
 
 
 def set_mask(x: torch.Tensor, mask: torch.Tensor | None) -> None:
     """Attach ``mask`` to ``x`` (as Keras does, on the tensor object itself)."""
-    setattr(x, _ATTR, mask)
+    setattr(x, MASK_ATTR, mask)
 
 
 def masks_of(x: Any) -> Any:

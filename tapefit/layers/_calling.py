@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.modules import module as _torch_module
 
 from .. import config
+from .._masking import MASK_ATTR as _MASK
 from .._masking import any_mask, flat, get_mask, masks_of, set_mask
 from ..mixed_precision import policy as mp_policy
 from ..mixed_precision.policy import DTypePolicy
@@ -35,7 +36,8 @@ def _symbolic() -> Any:
 
 # The training flag of the innermost enclosing layer call (None outside any call), so that
 # nested layers called without ``training=`` inherit it, as in Keras.
-_call_context: list[Any] = [None, 0, None, False]  # [training, depth, dtype policy, policy is mixed]
+# [training, depth, dtype policy, policy is mixed, the layer whose masks are being handled]
+_call_context: list[Any] = [None, 0, None, False, None]
 
 # Attributes whose change can make a layer need the full call path again (see ``Layer.__call__``).
 _LEAN_KEYS = frozenset({"built", "autocast", "_policy", "_compiled_call_impl", "forward", "call"})
@@ -62,7 +64,9 @@ def current_training() -> bool | None:
 
 def _to_tensor(x: Any, device: torch.device | None) -> Any:
     if isinstance(x, torch.Tensor):
-        return x if device is None or x.device == device else x.to(device, non_blocking=True)
+        if device is None or x.device == device:
+            return x
+        return _keeping_mask(x, x.to(device, non_blocking=True))
     if isinstance(x, np.ndarray) or (isinstance(x, (float, int)) and not isinstance(x, bool)):
         arr = np.asarray(x)
         if arr.dtype.kind in "OSU":
@@ -80,6 +84,14 @@ def _to_tensor(x: Any, device: torch.device | None) -> Any:
     return x
 
 
+def _keeping_mask(source: torch.Tensor, converted: torch.Tensor) -> torch.Tensor:
+    """``converted`` (a cast or moved copy of ``source``) with ``source``'s mask, as Keras keeps it."""
+    mask = get_mask(source)
+    if mask is not None:
+        set_mask(converted, mask.to(converted.device, non_blocking=True))
+    return converted
+
+
 def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
     """``args`` with floating tensors (also inside lists/tuples) cast to ``dtype``, as Keras's
     autocasting layers do: a float32 layer after a bfloat16 one computes in float32."""
@@ -94,7 +106,7 @@ def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
 
     def cast(a: Any) -> Any:
         if isinstance(a, torch.Tensor):
-            return a.to(dtype) if a.is_floating_point() and a.dtype is not dtype else a
+            return _keeping_mask(a, a.to(dtype)) if a.is_floating_point() and a.dtype is not dtype else a
         if isinstance(a, (list, tuple)):
             return type(a)(cast(v) for v in a)
         return a
@@ -143,6 +155,33 @@ def _first_input(args: tuple, kwargs: dict) -> Any:
     return args[0] if args else kwargs.get("inputs")
 
 
+def _holds_tensors(value: Any) -> bool:
+    """A tensor, or a non-empty list/tuple/dict of tensors (None allowed): a tensor argument."""
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)) and value:
+        leaves = flat(value)
+        return all(v is None or isinstance(v, torch.Tensor) for v in leaves) and any(
+            isinstance(v, torch.Tensor) for v in leaves
+        )
+    return False
+
+
+def _first_masked(args: tuple, kwargs: dict) -> bool:
+    """Whether the first input (a tensor, or a list/tuple/dict of them) carries a mask."""
+    first = args[0] if args else kwargs.get("inputs")
+    if isinstance(first, (list, tuple)):
+        for x in first:
+            if get_mask(x) is not None:
+                return True
+        return False
+    if isinstance(first, dict):
+        return any_mask(masks_of(first))
+    return get_mask(first) is not None
+
+
 def _shape_of(x: Any) -> Any:
     if isinstance(x, torch.Tensor) or hasattr(x, "shape"):
         return tuple(x.shape)
@@ -187,57 +226,51 @@ class CallMixin:
         return cls.__dict__["_accepts_training"]
 
     @classmethod
-    def _call_has_mask(cls) -> bool:
-        if cls.__dict__.get("_accepts_mask") is None:
+    def _call_signature(cls) -> inspect.Signature:
+        """``call``'s (or an overridden ``forward``'s) signature without ``self``, cached per class."""
+        if cls.__dict__.get("_signature") is None:
             fn = cls.call if cls.forward is CallMixin.forward else cls.forward
-            cls._accepts_mask = "mask" in inspect.signature(fn).parameters
-        return cls.__dict__["_accepts_mask"]
+            sig = inspect.signature(fn)
+            cls._signature = sig.replace(parameters=list(sig.parameters.values())[1:])
+        return cls.__dict__["_signature"]
+
+    def _fill_masks(self, args: tuple, kwargs: dict) -> dict:
+        """``kwargs`` with the inputs' masks for ``call``'s mask arguments, by Keras's rule: ``mask``
+        when ``call`` gets one tensor argument, ``<name>_mask`` for each of several (``query_mask``)."""
+        params = type(self)._call_signature().parameters
+        if "mask" not in params and not any(p.endswith("_mask") for p in params):
+            return kwargs
+        given = {k: v for k, v in kwargs.items() if k in params or k != "training"}
+        try:
+            bound = type(self)._call_signature().bind(*args, **given).arguments
+        except TypeError:
+            return kwargs
+        tensors = {name: value for name, value in bound.items() if _holds_tensors(value)}
+        names = ["mask"] if len(tensors) == 1 else [f"{name}_mask" for name in tensors]
+        for key, value in zip(names, tensors.values()):
+            if key in params and bound.get(key) is None and any_mask(masks_of(value)):
+                kwargs = {**kwargs, key: masks_of(value)}
+        return kwargs
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Keras calls ``compute_mask`` of every layer that overrides it, so such a layer may
+        # create a mask from unmasked inputs (built-in ones that only combine masks opt out).
+        if "compute_mask" in cls.__dict__ and "_produces_mask" not in cls.__dict__:
+            cls._produces_mask = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
         if not one_tensor and _symbolic().any_symbolic(args, kwargs):
             return _symbolic().symbolic_call(self, args, kwargs)
-        if self._produces_mask or (
-            get_mask(args[0]) is not None if one_tensor else any_mask(masks_of(_first_input(args, kwargs)))
-        ):
-            return self._masked_call(args, kwargs)
-        return self._call(one_tensor, args, kwargs)
-
-    def _masked_call(self, args: tuple, kwargs: dict) -> Any:
-        """A call whose first input carries a mask, or of a layer that makes one: Keras's contract.
-
-        The first input's masks go to ``call(..., mask=)`` when ``call`` takes one (an explicit
-        ``mask=`` wins); a layer that supports masking attaches ``compute_mask(inputs, mask)`` to
-        outputs that have none yet; any other layer drops the mask, with Keras's warning.
-        """
-        first = _first_input(args, kwargs)
-        previous = masks_of(first)
-        if self._call_has_mask():
-            if kwargs.get("mask") is not None:
-                previous = kwargs["mask"]
-            elif any_mask(previous):
-                kwargs = {**kwargs, "mask": previous}
-        one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
-        outputs = self._call(one_tensor, args, kwargs)
-        if self.supports_masking:  # type: ignore[attr-defined]
-            leaves = flat(outputs)
-            if not all(get_mask(t) is not None for t in leaves if isinstance(t, torch.Tensor)):
-                masks = self.compute_mask(first, previous)  # type: ignore[attr-defined]
-                for tensor, mask in zip(leaves, flat(masks)):
-                    if mask is not None and isinstance(tensor, torch.Tensor) and get_mask(tensor) is None:
-                        set_mask(tensor, mask)
-        elif any_mask(previous):
-            warnings.warn(
-                f"Layer {self.name!r} ({type(self).__name__}) was passed an input with a mask attached to "  # type: ignore[attr-defined]
-                "it, but it does not support masking, so the mask is dropped: the layers after it do not "
-                "see it. Set supports_masking = True on a layer that keeps timesteps in place.",
-                stacklevel=3,
-            )
-        return outputs
-
-    def _call(self, one_tensor: bool, args: tuple, kwargs: dict) -> Any:
-        training = kwargs.pop("training", None) if kwargs else None
         ctx = _call_context
+        if (
+            (getattr(args[0], _MASK, None) is not None if one_tensor else _first_masked(args, kwargs))
+            or self._produces_mask
+            or (kwargs and kwargs.get("mask") is not None)
+        ) and ctx[4] is not self:
+            return self._masked_call(args, kwargs)
+        training = kwargs.pop("training", None) if kwargs else None
         lean = self.__dict__.get("_lean_call")
         if lean is not None and not ctx[3] and _hookless(self):
             # A built layer with nothing that needs the full path (hooks, a mixed-precision policy,
@@ -293,6 +326,41 @@ class CallMixin:
             raise
         finally:
             ctx[0], ctx[1], ctx[2], ctx[3] = saved
+
+    def _masked_call(self, args: tuple, kwargs: dict) -> Any:
+        """A call whose first input carries a mask, or of a layer that makes one: Keras's contract.
+
+        The first input's masks go to ``call(..., mask=)`` when ``call`` takes one (an explicit
+        ``mask=`` wins); a layer that supports masking attaches ``compute_mask(inputs, mask)`` to
+        outputs that have none yet; any other layer drops the mask, with Keras's warning.
+        """
+        ctx = _call_context
+        if ctx[1] == 0:  # outermost: masks are computed from inputs where the call puts them
+            device = self._weight_device() if self.built or self._parameters or self._modules else None
+            args, kwargs = _to_tensor(args, device), _to_tensor(kwargs, device)
+        kwargs = self._fill_masks(args, kwargs)
+        first = _first_input(args, kwargs)
+        previous = kwargs["mask"] if kwargs.get("mask") is not None else masks_of(first)
+        saved, ctx[4] = ctx[4], self
+        try:
+            outputs = self(*args, **kwargs)
+        finally:
+            ctx[4] = saved
+        if self.supports_masking:  # type: ignore[attr-defined]
+            leaves = flat(outputs)
+            if not all(get_mask(t) is not None for t in leaves if isinstance(t, torch.Tensor)):
+                masks = self.compute_mask(first, previous)  # type: ignore[attr-defined]
+                for tensor, mask in zip(leaves, flat(masks)):
+                    if mask is not None and isinstance(tensor, torch.Tensor) and get_mask(tensor) is None:
+                        set_mask(tensor, mask)
+        elif any_mask(previous):
+            warnings.warn(
+                f"Layer {self.name!r} ({type(self).__name__}) was passed an input with a mask attached to "  # type: ignore[attr-defined]
+                "it, but it does not support masking, so the mask is dropped: the layers after it do not "
+                "see it. Set supports_masking = True on a layer that keeps timesteps in place.",
+                stacklevel=3,
+            )
+        return outputs
 
     def _lean_outer_call(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .. import config
+from .._masking import MASK_ATTR as _MASK
 from .layer import Layer
 
 __all__ = [
@@ -35,6 +36,11 @@ __all__ = [
 ]
 
 
+def _per_element(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """A per-timestep mask broadcast over ``x``'s last axis, as Keras's merges use it."""
+    return None if mask is None else mask.bool().unsqueeze(-1).expand(x.shape)
+
+
 def _shapes(inputs: Sequence[Any]) -> list[tuple]:
     return [tuple(x.shape) for x in inputs]
 
@@ -44,6 +50,7 @@ class _Merge(Layer):
 
     _min_inputs = 1
     _max_inputs: int | None = None
+    _produces_mask = False  # combines its inputs' masks, makes none
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -124,11 +131,14 @@ class _Merge(Layer):
             )
         inputs = list(inputs)
         self._check_count(len(inputs), _shapes(inputs))
+        masks = [getattr(x, _MASK, None) for x in inputs]
         ranks = [x.dim() for x in inputs]
         if min(ranks) != max(ranks):
             top = max(ranks)
             inputs = [x.reshape(x.shape[:1] + (1,) * (top - x.dim()) + x.shape[1:]) for x in inputs]
         try:
+            if masks.count(None) < len(masks):
+                return self._merge_masked(inputs, [_per_element(m, x) for m, x in zip(masks, inputs)])
             return self._merge(inputs)
         except RuntimeError as e:
             raise ValueError(
@@ -137,6 +147,23 @@ class _Merge(Layer):
 
     def _merge(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def _merge_masked(self, inputs: list[torch.Tensor], masks: list[torch.Tensor | None]) -> torch.Tensor:
+        """The merge when some inputs carry masks (expanded to their shapes); sums ignore them."""
+        return self._merge(inputs)
+
+    def _merge_keeping_unmasked(self, op: Any, inputs: list[torch.Tensor], masks: list[Any]) -> torch.Tensor:
+        """Keras's rule for merges with no identity element (maximum, minimum): a masked entry
+        takes the other operand's value, so only kept entries compete."""
+        out, out_mask = inputs[0], masks[0]
+        for x, mask in zip(inputs[1:], masks[1:]):
+            if mask is not None:
+                x = torch.where(mask, x, out)
+            if out_mask is not None:
+                out = torch.where(out_mask, out, x)
+            out_mask = torch.logical_or(out_mask, mask) if mask is not None and out_mask is not None else None
+            out = op(out, x)
+        return out
 
 
 class Add(_Merge):
@@ -173,6 +200,16 @@ class Multiply(_Merge):
             out = out * x
         return out
 
+    def _merge_masked(self, inputs: list[torch.Tensor], masks: list[torch.Tensor | None]) -> torch.Tensor:
+        # Keras: masked entries count as 1; where every input is masked the product is 0.
+        out = self._merge([x if m is None else torch.where(m, x, 1.0) for x, m in zip(inputs, masks)])
+        if all(m is not None for m in masks):
+            kept = masks[0]
+            for m in masks[1:]:
+                kept = torch.logical_or(kept, m)
+            out = torch.where(kept, out, 0.0)
+        return out
+
 
 class Average(_Merge):
     """Averages a list of tensors element-wise."""
@@ -193,6 +230,9 @@ class Maximum(_Merge):
             out = torch.maximum(out, x)
         return out
 
+    def _merge_masked(self, inputs: list[torch.Tensor], masks: list[torch.Tensor | None]) -> torch.Tensor:
+        return self._merge_keeping_unmasked(torch.maximum, inputs, masks)
+
 
 class Minimum(_Merge):
     """Element-wise minimum of a list of tensors."""
@@ -203,6 +243,9 @@ class Minimum(_Merge):
             out = torch.minimum(out, x)
         return out
 
+    def _merge_masked(self, inputs: list[torch.Tensor], masks: list[torch.Tensor | None]) -> torch.Tensor:
+        return self._merge_keeping_unmasked(torch.minimum, inputs, masks)
+
 
 class Concatenate(_Merge):
     """Concatenates a list of tensors along ``axis``; all other sizes must match.
@@ -212,6 +255,8 @@ class Concatenate(_Merge):
         >>> tapefit.layers.Concatenate()([torch.ones(2, 3), torch.ones(2, 4)]).shape
         torch.Size([2, 7])
     """
+
+    _produces_mask = False
 
     def __init__(self, axis: int = -1, **kwargs: Any):
         super().__init__(**kwargs)
@@ -273,6 +318,8 @@ class Dot(_Merge):
     """
 
     _min_inputs = _max_inputs = 2
+
+    _produces_mask = False
 
     def __init__(self, axes: int | Sequence[int], normalize: bool = False, **kwargs: Any):
         super().__init__(**kwargs)

@@ -140,6 +140,13 @@ _OPS = {
 class TensorOp(Layer):
     """Arithmetic or indexing applied to symbolic tensors (``x[:, 0]``, ``2 * x + y``)."""
 
+    # As Keras's ops (which are not layers), it drops an input's mask without a warning.
+    _produces_mask = False
+    _masks_by_default = True
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> None:
+        return None
+
     def __init__(self, op: str, operand: Any = None, reverse: bool = False, **kwargs: Any):
         if op not in _OPS and op not in ("neg", "getitem"):
             raise ValueError(f"TensorOp: unknown op {op!r}")

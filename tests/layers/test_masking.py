@@ -349,3 +349,134 @@ def test_casting_outputs_back_to_float32_keeps_their_mask():
     cast = tapefit.mixed_precision.policy.outputs_to_float32([out])[0]
     assert cast.dtype == torch.float32
     assert cast._keras_mask is out._keras_mask
+
+
+class _TokenEmbedding(L.Layer):
+    """Keras's TokenAndPositionEmbedding shape: a sub-layer, and a mask of its own from the ids."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tokens = L.Embedding(VOCAB, 3)
+
+    def call(self, x):
+        return self.tokens(x)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return inputs != 0
+
+
+def test_a_custom_compute_mask_creates_the_mask():
+    x = torch.from_numpy(_padded_tokens())
+    np.testing.assert_array_equal(_TokenEmbedding()(x)._keras_mask.numpy(), _padded_tokens() != 0)
+
+
+@pytest.mark.parametrize("name", ["Multiply", "Maximum", "Minimum", "Add", "Average", "Subtract"])
+@pytest.mark.parametrize("both", [True, False])
+def test_merged_values_of_masked_inputs_match_keras(name, both):
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((2, 3, 5, 4)).astype("float32")
+    ma, mb = rng.random((2, 3, 5)) > 0.4
+
+    def inputs():
+        return [_masked(a, ma), _masked(b, mb) if both else torch.from_numpy(b)]
+
+    ours = getattr(L, name)()(inputs())
+    theirs = getattr(keras.layers, name)()(inputs())
+    np.testing.assert_allclose(ours.numpy(), keras.ops.convert_to_numpy(theirs), rtol=1e-6)
+    want_mask = getattr(theirs, "_keras_mask", None)
+    if want_mask is None:
+        assert getattr(ours, "_keras_mask", None) is None
+    else:
+        np.testing.assert_array_equal(ours._keras_mask.numpy(), keras.ops.convert_to_numpy(want_mask))
+
+
+def test_masks_survive_the_input_cast_into_nested_layers():
+    class Block(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.pool = L.GlobalAveragePooling1D()
+
+        def call(self, x):
+            return self.pool(x)
+
+    x = torch.randn(2, 4, 3, dtype=torch.float64)  # cast to float32 on the way in
+    mask = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    x._keras_mask = mask
+    with pytest.warns(UserWarning, match="'block' .*does not support masking"):  # as Keras warns
+        got = Block(name="block")(x)
+    torch.testing.assert_close(got, L.GlobalAveragePooling1D()(x.float(), mask=mask))
+
+
+def test_numpy_inputs_and_masks_are_converted_first():
+    x = _padded_tokens()
+    out = L.Embedding(VOCAB, 3, mask_zero=True)(x)
+    np.testing.assert_array_equal(out._keras_mask.numpy(), x != 0)
+    masked = L.Lambda("linear", mask=lambda t, m: t[..., 0] != 0)(np.ones((2, 3, 1), "float32"))
+    assert isinstance(masked._keras_mask, torch.Tensor)
+    model = tapefit.Sequential([tapefit.Input((4, 2)), L.Dense(3), L.GlobalAveragePooling1D()])
+    keep = np.array([[True, True, False, False]] * 2)
+    features = np.random.default_rng(14).standard_normal((2, 4, 2)).astype("float32")
+    pooled = model(features, mask=keep)
+    hidden = model.layers[0](torch.from_numpy(features))
+    torch.testing.assert_close(pooled, hidden[:, :2].mean(1))
+
+
+def test_an_explicit_mask_argument_is_the_outputs_mask_as_in_keras():
+    x = np.random.default_rng(15).standard_normal((2, 3)).astype("float32")
+    mask = np.array([[True, False, True], [True, True, False]])
+    ours = L.Softmax()(torch.from_numpy(x), mask=torch.from_numpy(mask))
+    theirs = keras.layers.Softmax()(x, mask=mask)
+    np.testing.assert_array_equal(ours._keras_mask.numpy(), keras.ops.convert_to_numpy(theirs._keras_mask))
+
+
+def test_tensor_arithmetic_drops_the_mask_silently_as_keras_ops_do():
+    inp = tapefit.Input((STEPS,), dtype="int64")
+    doubled = L.Embedding(VOCAB, 3, mask_zero=True)(inp) * 2.0
+    model = tapefit.Model(inp, doubled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = model(torch.from_numpy(_padded_tokens()))
+    assert getattr(out, "_keras_mask", None) is None
+
+
+def test_unmasked_calls_skip_the_masking_path(monkeypatch):
+    calls = []
+    original = L.Layer._masked_call
+    monkeypatch.setattr(
+        L.Layer, "_masked_call", lambda self, *a: calls.append(self.name) or original(self, *a)
+    )
+    model = tapefit.Sequential(
+        [
+            tapefit.Input((4, 3)),
+            L.Dense(5),
+            L.Dropout(0.1),
+            L.BatchNormalization(),
+            L.GlobalAveragePooling1D(),
+        ]
+    )
+    inp = tapefit.Input((3,))
+    merged = tapefit.Model(inp, L.Concatenate()([L.Add()([inp, inp]), L.Softmax()(inp)]))
+    model(torch.randn(2, 4, 3), training=True)
+    merged(torch.randn(2, 3))
+    assert calls == []
+    L.Embedding(VOCAB, 3, mask_zero=True)(torch.from_numpy(_padded_tokens()))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("lib", [tapefit, keras], ids=["tapefit", "keras"])
+def test_several_tensor_arguments_get_their_own_masks(lib):
+    class Attend(lib.layers.Layer):
+        def call(self, query, value, query_mask=None, value_mask=None, mask=None):
+            self.seen = (query_mask, value_mask, mask)
+            return query
+
+    query = _masked(np.ones((1, 3, 2), "float32"), np.array([[True, True, False]]))
+    value = _masked(np.ones((1, 3, 2), "float32"), np.array([[True, False, False]]))
+    layer = Attend()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Attend does not support masking: its output loses the mask
+        layer(query, value)
+    query_mask, value_mask, mask = layer.seen
+    assert torch.equal(query_mask, query._keras_mask)
+    assert torch.equal(value_mask, value._keras_mask)
+    assert mask is None  # ``mask`` is filled only when call gets a single tensor argument
