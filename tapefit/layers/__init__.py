@@ -202,6 +202,15 @@ from .preprocessing import (
 from .preprocessing import (
     Resizing as Resizing,
 )
+from .recurrent import (
+    GRU as GRU,
+)
+from .recurrent import (
+    LSTM as LSTM,
+)
+from .recurrent import (
+    SimpleRNN as SimpleRNN,
+)
 from .regularization import (
     Dropout as Dropout,
 )
@@ -276,6 +285,8 @@ from .symbolic import (
 )
 
 __all__ = [
+    "GRU",
+    "SimpleRNN",
     "Activation",
     "Add",
     "Average",
@@ -320,6 +331,7 @@ __all__ = [
     "InputLayer",
     "KerasTensor",
     "Lambda",
+    "LSTM",
     "Masking",
     "Layer",
     "LayerNormalization",

@@ -1,0 +1,624 @@
+"""Recurrent layers: ``SimpleRNN``, ``LSTM`` and ``GRU``, with Keras's weights, masks and dropout.
+
+Weights are Keras's: ``kernel`` (features, gates * units), ``recurrent_kernel`` (units, gates *
+units) and ``bias``, gates in Keras's order (LSTM i, f, c, o; GRU z, r, h). A sequence runs
+through torch's fused kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``: cuDNN on
+GPU) when Keras's cuDNN conditions hold (default activations, no mask, no recurrent dropout,
+GRU with ``reset_after``); otherwise through a loop over timesteps that follows Keras's
+``backend.rnn``: a masked step keeps the previous states and repeats the previous output.
+
+Dropout follows Keras: one input mask and one recurrent mask per sequence, reused at every
+step (one per gate when ``recurrent_dropout`` is set, as Keras's implementation 1 draws them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import activations, constraints, initializers, regularizers
+from .layer import Layer
+
+__all__ = ["GRU", "LSTM", "SimpleRNN"]
+
+
+def _ser(fn: Any, module: Any) -> Any:
+    return None if fn is None else module.serialize(fn)
+
+
+class _Recurrent(Layer):
+    """A whole-sequence recurrent layer; subclasses define the gates and one step."""
+
+    _gates = 1
+    _produces_mask = False  # it passes the input's mask on (with return_sequences), makes none
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        use_cudnn: bool | str = "auto",
+        **kwargs: Any,
+    ):
+        name = type(self).__name__
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
+        if stateful:
+            raise NotImplementedError(
+                f"{name}(stateful=True) is not supported. Carry the states yourself: call the layer with "
+                "return_state=True and pass them back with initial_state=[...]."
+            )
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"{name}: use_cudnn must be 'auto', True or False, got {use_cudnn!r}.")
+        kwargs.pop("implementation", None)  # Keras's choice of kernel split; results are the same
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = min(1.0, max(0.0, float(dropout)))  # Keras clips both rates to [0, 1]
+        self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = False
+        self.unroll = bool(unroll)
+        self.use_cudnn = use_cudnn
+
+    # ------------------------------------------------------------------ weights
+    def build(self, input_shape: Any = None) -> None:
+        if self.built:
+            return
+        if input_shape is None or len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} expects sequences of shape (batch, timesteps, "
+                f"features), got input shape {input_shape}."
+            )
+        width = self._gates * self.units
+        self.kernel = self.add_weight(
+            (int(input_shape[-1]), width),
+            self.kernel_initializer,
+            name="kernel",
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            (self.units, width),
+            self.recurrent_initializer,
+            name="recurrent_kernel",
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                self._bias_shape(),
+                self._bias_initial_value(),
+                name="bias",
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        self.built = True
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (self._gates * self.units,)
+
+    def _bias_initial_value(self) -> Any:
+        return self.bias_initializer
+
+    # ------------------------------------------------------------------ the call
+    def call(
+        self,
+        sequences: torch.Tensor,
+        initial_state: Any = None,
+        mask: torch.Tensor | None = None,
+        training: bool = False,
+    ) -> Any:
+        if sequences.dim() != 3:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} expects sequences of shape (batch, timesteps, "
+                f"features), got shape {tuple(sequences.shape)}."
+            )
+        x = sequences
+        states = self._initial_states(x, initial_state)
+        if mask is not None:
+            mask = mask.to(x.device, torch.bool)
+        if self.go_backwards:
+            x = x.flip(1)
+            mask = None if mask is None else mask.flip(1)
+        rec_dropping = training and 0.0 < self.recurrent_dropout < 1.0
+        gates = self._gates if rec_dropping else 1
+        input_masks = self._dropout_masks(x, self.dropout, gates) if training else None
+        rec_masks = (
+            self._dropout_masks(states[0], self.recurrent_dropout, self._gates) if rec_dropping else None
+        )
+        if mask is None and rec_masks is None and self._fusable():
+            if input_masks is not None:
+                x = x * input_masks[0].unsqueeze(1)
+            outputs, states = self._fused(x, states)
+            last = outputs[:, -1]
+        else:
+            if self.use_cudnn is True:
+                raise ValueError(
+                    f"{type(self).__name__} {self.name!r}: use_cudnn=True, but this call cannot use the "
+                    "fused kernel (it needs the default activations, no mask and no recurrent dropout). Use "
+                    "use_cudnn='auto' to fall back to the step loop."
+                )
+            outputs, last, states = self._loop(self._project(x, input_masks), states, mask, rec_masks)
+        output = outputs if self.return_sequences else last
+        if self.activity_regularizer is not None:
+            for t in (output, *states) if self.return_state else (output,):
+                self.add_loss(self.activity_regularizer(t) / t.shape[0])
+        return (output, *states) if self.return_state else output
+
+    def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
+        mask = previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self._state_names())
+        return output_mask
+
+    def _state_names(self) -> tuple[str, ...]:
+        return ("h",)
+
+    def _initial_states(self, x: torch.Tensor, initial_state: Any) -> list[torch.Tensor]:
+        n = len(self._state_names())
+        if initial_state is None:
+            zeros = x.new_zeros(x.shape[0], self.units)
+            return [zeros] * n
+        given = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(given) != n or any(tuple(s.shape) != (x.shape[0], self.units) for s in given):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: initial_state must be {n} tensor(s) of shape "
+                f"(batch, units) = ({x.shape[0]}, {self.units}); got shapes "
+                f"{[tuple(getattr(s, 'shape', ())) for s in given]}."
+            )
+        return [s.to(x.dtype) for s in given]
+
+    def _dropout_masks(self, like: torch.Tensor, rate: float, count: int) -> list[torch.Tensor] | None:
+        """``count`` masks of shape (batch, features) for a sequence, scaled by 1 / (1 - rate)."""
+        if not 0.0 < rate < 1.0:
+            return None
+        shape = (count, like.shape[0], like.shape[-1])
+        keep = torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(
+            1.0 - rate, generator=self._gen(like)
+        )
+        return list((keep / (1.0 - rate)).unbind(0))
+
+    def _gen(self, like: torch.Tensor) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if self._generator is None or self._generator.device != like.device:
+            self._generator = torch.Generator(device=like.device)
+            self._generator.manual_seed(int(self.seed))
+        return self._generator
+
+    def _project(self, x: torch.Tensor, input_masks: list[torch.Tensor] | None) -> torch.Tensor:
+        """Every step's input contribution at once: (batch, timesteps, gates * units)."""
+        if input_masks is None:
+            xw = x @ self.kernel
+        elif len(input_masks) == 1:
+            xw = (x * input_masks[0].unsqueeze(1)) @ self.kernel
+        else:
+            kernels = self.kernel.chunk(self._gates, dim=1)
+            xw = torch.cat([(x * m.unsqueeze(1)) @ k for m, k in zip(input_masks, kernels)], dim=-1)
+        return xw + self._input_bias() if self.use_bias else xw
+
+    def _input_bias(self) -> torch.Tensor:
+        return self.bias
+
+    def _recurrent(self, h: torch.Tensor, rec_masks: list[torch.Tensor] | None) -> torch.Tensor:
+        """The recurrent contribution (batch, gates * units), one dropout mask per gate if any."""
+        if rec_masks is None:
+            return h @ self.recurrent_kernel
+        kernels = self.recurrent_kernel.chunk(self._gates, dim=1)
+        return torch.cat([(h * m) @ k for m, k in zip(rec_masks, kernels)], dim=-1)
+
+    def _loop(
+        self,
+        xw: torch.Tensor,
+        states: list[torch.Tensor],
+        mask: torch.Tensor | None,
+        rec_masks: list[torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        outputs = []
+        previous = None
+        for t in range(xw.shape[1]):
+            output, new_states = self._step(xw[:, t], states, rec_masks)
+            if mask is not None:
+                keep = mask[:, t, None]
+                output = torch.where(keep, output, torch.zeros_like(output) if previous is None else previous)
+                new_states = [torch.where(keep, new, old) for new, old in zip(new_states, states)]
+            outputs.append(output)
+            states, previous = new_states, output
+        return torch.stack(outputs, dim=1), outputs[-1], states
+
+    def _step(
+        self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: list[torch.Tensor] | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def _fusable(self) -> bool:
+        return (
+            self.use_cudnn is not False
+            and self.activation is activations.tanh
+            and self.recurrent_activation is activations.sigmoid
+        )
+
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def _torch_weights(self, order: list[int] | None = None) -> list[torch.Tensor]:
+        """The weights as torch's RNN kernels take them: (gates * units, features), biases input-side
+        then recurrent-side, gate blocks reordered by ``order`` when torch's order differs."""
+
+        def gates(w: torch.Tensor) -> torch.Tensor:
+            if order is None:
+                return w
+            blocks = w.chunk(self._gates, dim=-1)
+            return torch.cat([blocks[i] for i in order], dim=-1)
+
+        weights = [gates(self.kernel).t(), gates(self.recurrent_kernel).t()]
+        if self.use_bias:
+            input_bias, recurrent_bias = self._split_bias()
+            weights += [gates(input_bias), gates(recurrent_bias)]
+        return weights
+
+    def _split_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.bias, torch.zeros_like(self.bias)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": _ser(self.kernel_regularizer, regularizers),
+            "recurrent_regularizer": _ser(self.recurrent_regularizer, regularizers),
+            "bias_regularizer": _ser(self.bias_regularizer, regularizers),
+            "activity_regularizer": _ser(self.activity_regularizer, regularizers),
+            "kernel_constraint": _ser(self.kernel_constraint, constraints),
+            "recurrent_constraint": _ser(self.recurrent_constraint, constraints),
+            "bias_constraint": _ser(self.bias_constraint, constraints),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+        }
+
+
+class SimpleRNN(_Recurrent):
+    """A fully connected recurrence: ``h = activation(x @ kernel + h @ recurrent_kernel + bias)``.
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.SimpleRNN(4)(torch.ones(2, 5, 3)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+
+    def _step(self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: Any) -> Any:
+        h = self.activation(xw_t + self._recurrent(states[0], rec_masks))
+        return h, [h]
+
+    def _fusable(self) -> bool:
+        return self.use_cudnn is not False and self.activation in (activations.tanh, activations.relu)
+
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
+        kernel = torch.rnn_tanh if self.activation is activations.tanh else torch.rnn_relu
+        out, h = kernel(
+            x, states[0].unsqueeze(0), self._torch_weights(), self.use_bias, 1, 0.0, False, False, True
+        )
+        return out, [h[0]]
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997), Keras's gates and defaults.
+
+    ``unit_forget_bias=True`` starts the forget gate's bias at 1. With ``return_state=True`` the
+    layer returns ``[output, h, c]``.
+
+    Example:
+        >>> import torch, tapefit
+        >>> out, h, c = tapefit.layers.LSTM(4, return_sequences=True, return_state=True)(torch.ones(2, 5, 3))
+        >>> out.shape, h.shape, c.shape
+        (torch.Size([2, 5, 4]), torch.Size([2, 4]), torch.Size([2, 4]))
+    """
+
+    _gates = 4
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        use_cudnn: bool | str = "auto",
+        **kwargs: Any,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            use_cudnn=use_cudnn,
+            **kwargs,
+        )
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _state_names(self) -> tuple[str, ...]:
+        return ("h", "c")
+
+    def _bias_initial_value(self) -> Any:
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, init = self.units, self.bias_initializer
+
+        def forget_gate_at_one(shape: tuple[int, ...], dtype: Any = None) -> torch.Tensor:
+            parts = [init((units,), dtype), torch.ones(units, dtype=dtype), init((2 * units,), dtype)]
+            return torch.cat([p.cpu() for p in parts])
+
+        return forget_gate_at_one
+
+    def _step(self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: Any) -> Any:
+        h, c = states
+        i, f, g, o = (xw_t + self._recurrent(h, rec_masks)).chunk(4, dim=-1)
+        c = self.recurrent_activation(f) * c + self.recurrent_activation(i) * self.activation(g)
+        h = self.recurrent_activation(o) * self.activation(c)
+        return h, [h, c]
+
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
+        h0, c0 = (s.unsqueeze(0) for s in states)
+        out, h, c = torch.lstm(x, (h0, c0), self._torch_weights(), self.use_bias, 1, 0.0, False, False, True)
+        return out, [h[0], c[0]]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "unit_forget_bias": self.unit_forget_bias,
+            "use_cudnn": self.use_cudnn,
+        }
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit (Cho et al., 2014), Keras's gates (z, r, h) and defaults.
+
+    ``reset_after=True`` (Keras's default, and cuDNN's form) applies the reset gate after the
+    recurrent matrix product and keeps separate input and recurrent biases: ``bias`` has shape
+    (2, 3 * units).
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.GRU(4, return_sequences=True)(torch.ones(2, 5, 3)).shape
+        torch.Size([2, 5, 4])
+    """
+
+    _gates = 3
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        reset_after: bool = True,
+        use_cudnn: bool | str = "auto",
+        **kwargs: Any,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            use_cudnn=use_cudnn,
+            **kwargs,
+        )
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _input_bias(self) -> torch.Tensor:
+        return self.bias[0] if self.reset_after else self.bias
+
+    def _split_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.bias[0], self.bias[1]
+
+    def _step(self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: Any) -> Any:
+        h = states[0]
+        x_z, x_r, x_h = xw_t.chunk(3, dim=-1)
+        if self.reset_after:
+            recurrent = self._recurrent(h, rec_masks)
+            if self.use_bias:
+                recurrent = recurrent + self.bias[1]
+            r_z, r_r, r_h = recurrent.chunk(3, dim=-1)
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            candidate = self.activation(x_h + r * r_h)
+        else:
+            k_z, k_r, k_h = self.recurrent_kernel.chunk(3, dim=1)
+            m_z, m_r, m_h = rec_masks if rec_masks is not None else (1.0, 1.0, 1.0)
+            z = self.recurrent_activation(x_z + (h * m_z) @ k_z)
+            r = self.recurrent_activation(x_r + (h * m_r) @ k_r)
+            candidate = self.activation(x_h + (r * h * m_h) @ k_h)
+        h = z * h + (1.0 - z) * candidate
+        return h, [h]
+
+    def _fusable(self) -> bool:
+        return super()._fusable() and self.reset_after
+
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
+        weights = self._torch_weights(order=[1, 0, 2])  # torch's gates are r, z, n
+        out, h = torch.gru(x, states[0].unsqueeze(0), weights, self.use_bias, 1, 0.0, False, False, True)
+        return out, [h[0]]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "reset_after": self.reset_after,
+            "use_cudnn": self.use_cudnn,
+        }

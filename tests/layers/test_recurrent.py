@@ -1,0 +1,207 @@
+"""SimpleRNN, LSTM and GRU against Keras 3 (torch backend) with the same weights: outputs,
+states, masks, go_backwards, reset_after, training; and torch's fused kernels against the loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tapefit
+from tapefit import layers as L
+from tests.keras_parity import assert_config_round_trip, keras
+
+NAMES = ["SimpleRNN", "LSTM", "GRU"]
+
+
+def _sequences(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((3, 6, 4)).astype("float32")
+
+
+def _mask() -> np.ndarray:
+    mask = np.ones((3, 6), bool)
+    mask[0, 4:] = False  # right-padded
+    mask[1, 2] = False  # a gap
+    mask[2, :2] = False  # left-padded
+    return mask
+
+
+def _pair(name: str, **kwargs):
+    ours, theirs = getattr(L, name)(5, **kwargs), getattr(keras.layers, name)(5, **kwargs)
+    x = _sequences()
+    ours(torch.from_numpy(x))
+    theirs(x)
+    theirs.set_weights(ours.get_weights())
+    return ours, theirs
+
+
+def _assert_same(ours, theirs, atol=1e-6):
+    ours = ours if isinstance(ours, tuple) else (ours,)
+    theirs = theirs if isinstance(theirs, tuple) else (theirs,)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.detach().numpy(), keras.ops.convert_to_numpy(b), atol=atol, rtol=1e-5)
+
+
+OPTIONS = [
+    {},
+    {"return_sequences": True},
+    {"return_state": True},
+    {"return_sequences": True, "return_state": True, "go_backwards": True},
+    {"use_bias": False, "return_sequences": True},
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "default")
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_matches_keras(name, options, masked):
+    ours, theirs = _pair(name, **options)
+    x = _sequences(1)
+    if masked:
+        _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(_mask())), theirs(x, mask=_mask()))
+    else:
+        _assert_same(ours(torch.from_numpy(x)), theirs(x))
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("GRU", {"reset_after": False, "return_sequences": True}),
+        ("SimpleRNN", {"activation": "relu"}),
+        ("LSTM", {"activation": "relu", "recurrent_activation": "hard_sigmoid", "return_sequences": True}),
+    ],
+)
+def test_other_variants_match_keras(name, options):
+    ours, theirs = _pair(name, **options)
+    x = _sequences(2)
+    _assert_same(ours(torch.from_numpy(x)), theirs(x))
+    _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(_mask())), theirs(x, mask=_mask()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weights_have_keras_shapes_and_initial_state_is_used(name):
+    ours, theirs = _pair(name)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
+    x = _sequences(3)
+    n = 2 if name == "LSTM" else 1
+    states = [np.random.default_rng(4 + i).standard_normal((3, 5)).astype("float32") for i in range(n)]
+    _assert_same(
+        ours(torch.from_numpy(x), initial_state=[torch.from_numpy(s) for s in states]),
+        theirs(x, initial_state=states),
+    )
+    with pytest.raises(ValueError, match=r"initial_state must be .* \(batch, units\) = \(3, 5\)"):
+        ours(torch.from_numpy(x), initial_state=[torch.zeros(3, 4)] * n)
+
+
+def test_lstm_starts_its_forget_gate_bias_at_one():
+    bias = L.LSTM(3)
+    bias(torch.zeros(1, 2, 4))
+    np.testing.assert_array_equal(bias.get_weights()[2], [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    plain = L.LSTM(3, unit_forget_bias=False)
+    plain(torch.zeros(1, 2, 4))
+    assert not plain.get_weights()[2].any()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fused_kernel_equals_the_step_loop_with_gradients(name):
+    fused = getattr(L, name)(5, return_sequences=True, return_state=True)
+    loop = getattr(L, name)(5, return_sequences=True, return_state=True, use_cudnn=False)
+    x = torch.from_numpy(_sequences(5)).requires_grad_()
+    fused(x)
+    loop(x)
+    loop.set_weights(fused.get_weights())
+    a, b = fused(x), loop(x)
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v)
+    grads_a = torch.autograd.grad(sum(t.square().sum() for t in a), [x, *fused.trainable_weights])
+    grads_b = torch.autograd.grad(sum(t.square().sum() for t in b), [x, *loop.trainable_weights])
+    for u, v in zip(grads_a, grads_b):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
+
+
+def test_use_cudnn_true_refuses_what_the_fused_kernel_cannot_do():
+    layer = L.GRU(3, use_cudnn=True, name="gru")
+    layer(torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="'gru': use_cudnn=True, but this call cannot use the fused kernel"):
+        layer(torch.zeros(2, 4, 3), mask=torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_output_masks_follow_keras():
+    tokens = np.array([[3, 4, 0, 0], [5, 0, 0, 0]])
+    emb = L.Embedding(8, 3, mask_zero=True)(torch.from_numpy(tokens))
+    assert torch.equal(L.LSTM(2, return_sequences=True)(emb)._keras_mask, torch.from_numpy(tokens != 0))
+    assert getattr(L.LSTM(2)(emb), "_keras_mask", None) is None
+    out, h, c = L.LSTM(2, return_sequences=True, return_state=True)(emb)
+    assert torch.equal(out._keras_mask, torch.from_numpy(tokens != 0))
+    assert getattr(h, "_keras_mask", None) is None
+
+
+def _classifier(lib, name):
+    return lib.Sequential(
+        [
+            lib.Input((6,), dtype="int64"),
+            lib.layers.Embedding(10, 4, mask_zero=True),
+            getattr(lib.layers, name)(5),
+            lib.layers.Dense(2),
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_training_matches_keras_fit(name):
+    rng = np.random.default_rng(6)
+    x = rng.integers(1, 10, (24, 6))
+    for row, length in zip(x, rng.integers(1, 7, 24)):
+        row[length:] = 0
+    y = rng.integers(0, 2, 24)
+    ours, theirs = _classifier(tapefit, name), _classifier(keras, name)
+    theirs.set_weights(ours.get_weights())
+    for model, lib in ((ours, tapefit), (theirs, keras)):
+        model.compile(
+            optimizer=lib.optimizers.SGD(0.1),
+            loss=lib.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    h_ours = ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    h_theirs = theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(h_ours["loss"], h_theirs["loss"], rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_functional_model_with_states():
+    inp = tapefit.Input((6, 4))
+    out, h, c = L.LSTM(5, return_sequences=True, return_state=True)(inp)
+    summary = L.GRU(3)(out, initial_state=None)
+    model = tapefit.Model(inp, [summary, h, c])
+    got = model(torch.from_numpy(_sequences()))
+    assert [tuple(t.shape) for t in got] == [(3, 3), (3, 5), (3, 5)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dropout_draws_one_mask_per_sequence(name):
+    layer = getattr(L, name)(4, dropout=0.5, recurrent_dropout=0.5, seed=1, return_sequences=True)
+    x = torch.ones(2, 5, 3)
+    inference = layer(x)
+    torch.testing.assert_close(layer(x), inference)  # inference: no dropout
+    trained = layer(x, training=True)
+    assert not torch.allclose(trained, inference)
+    # Keras clips rates and drops nothing at 1.0 (its rule is 0 < rate < 1).
+    layer.dropout = layer.recurrent_dropout = 1.0
+    torch.testing.assert_close(layer(x, training=True), inference)
+
+
+def test_configs_round_trip_and_errors():
+    for layer in (
+        L.SimpleRNN(3, activation="relu", dropout=0.1, return_sequences=True),
+        L.LSTM(3, unit_forget_bias=False, go_backwards=True, kernel_regularizer="l2"),
+        L.GRU(3, reset_after=False, return_state=True, use_cudnn=False),
+    ):
+        assert_config_round_trip(layer)
+    with pytest.raises(NotImplementedError, match=r"LSTM\(stateful=True\) is not supported"):
+        L.LSTM(3, stateful=True)
+    with pytest.raises(ValueError, match="units must be a positive integer"):
+        L.GRU(0)
+    with pytest.raises(ValueError, match=r"expects sequences of shape \(batch, timesteps, features\)"):
+        L.LSTM(3)(torch.zeros(2, 3))
