@@ -209,6 +209,9 @@ from .recurrent import (
     LSTM as LSTM,
 )
 from .recurrent import (
+    Bidirectional as Bidirectional,
+)
+from .recurrent import (
     SimpleRNN as SimpleRNN,
 )
 from .regularization import (
@@ -286,6 +289,7 @@ from .symbolic import (
 
 __all__ = [
     "GRU",
+    "Bidirectional",
     "SimpleRNN",
     "Activation",
     "Add",

@@ -205,3 +205,45 @@ def test_configs_round_trip_and_errors():
         L.GRU(0)
     with pytest.raises(ValueError, match=r"expects sequences of shape \(batch, timesteps, features\)"):
         L.LSTM(3)(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize(
+    "options", [{}, {"return_sequences": True, "return_state": True}], ids=["last", "sequences+states"]
+)
+def test_bidirectional_matches_keras(name, merge_mode, options):
+    ours = L.Bidirectional(getattr(L, name)(3, **options), merge_mode=merge_mode)
+    theirs = keras.layers.Bidirectional(getattr(keras.layers, name)(3, **options), merge_mode=merge_mode)
+    x = _sequences(7)
+    ours(torch.from_numpy(x))
+    theirs(x)
+    theirs.set_weights(ours.get_weights())
+    _assert_same(ours(torch.from_numpy(x)), theirs(x))
+    # Masked: the inner layers output zeros at masked steps (Keras's wrapper sets them so).
+    _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(_mask())), theirs(x, mask=_mask()))
+
+
+def test_bidirectional_config_weights_saving_and_errors(tmp_path):
+    layer = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum", name="both")
+    layer(torch.zeros(1, 4, 2))
+    clone = L.Bidirectional.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert clone.backward_layer.go_backwards and not clone.forward_layer.go_backwards
+    copied = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum", weights=layer.get_weights())
+    x = torch.from_numpy(_sequences(8)[:, :, :2].copy())
+    copied(x)
+    torch.testing.assert_close(copied(x), layer(x))
+
+    inp = tapefit.Input((6, 4))
+    model = tapefit.Model(inp, L.Dense(2)(L.Bidirectional(L.LSTM(3))(inp)))
+    model.save(tmp_path / "bi.tapefit")
+    loaded = tapefit.saving.load_model(tmp_path / "bi.tapefit")
+    torch.testing.assert_close(loaded(torch.from_numpy(_sequences())), model(torch.from_numpy(_sequences())))
+
+    with pytest.raises(ValueError, match="must be a recurrent layer"):
+        L.Bidirectional(L.Dense(3))
+    with pytest.raises(ValueError, match="merge_mode must be"):
+        L.Bidirectional(L.LSTM(3), merge_mode="max")
+    with pytest.raises(ValueError, match="must differ in go_backwards"):
+        L.Bidirectional(L.LSTM(3), backward_layer=L.LSTM(3))
