@@ -158,12 +158,22 @@ class _Recurrent(Layer):
         x = sequences
         states = self._initial_states(x, initial_state)
         if mask is not None:
-            mask = mask.to(x.device, torch.bool)
+            mask = torch.as_tensor(mask, device=x.device).bool()
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(
+                    f"{type(self).__name__} {self.name!r}: the mask must have shape (batch, timesteps) = "
+                    f"{tuple(x.shape[:2])}, got {tuple(mask.shape)}."
+                )
+        if self.use_cudnn is True and self._cudnn_refusal(mask) is not None:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: use_cudnn=True, but {self._cudnn_refusal(mask)}. "
+                "Use use_cudnn='auto' to fall back to the step loop."
+            )
         if self.go_backwards:
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
         rec_dropping = training and 0.0 < self.recurrent_dropout < 1.0
-        gates = self._gates if rec_dropping else 1
+        gates = self._gates if self.recurrent_dropout != 0.0 else 1  # Keras's implementation 1
         input_masks = self._dropout_masks(x, self.dropout, gates) if training else None
         rec_masks = (
             self._dropout_masks(states[0], self.recurrent_dropout, self._gates) if rec_dropping else None
@@ -174,12 +184,6 @@ class _Recurrent(Layer):
             outputs, states = self._fused(x, states)
             last = outputs[:, -1]
         else:
-            if self.use_cudnn is True:
-                raise ValueError(
-                    f"{type(self).__name__} {self.name!r}: use_cudnn=True, but this call cannot use the "
-                    "fused kernel (it needs the default activations, no mask and no recurrent dropout). Use "
-                    "use_cudnn='auto' to fall back to the step loop."
-                )
             outputs, last, states = self._loop(self._project(x, input_masks), states, mask, rec_masks)
         output = outputs if self.return_sequences else last
         if self.activity_regularizer is not None:
@@ -209,7 +213,7 @@ class _Recurrent(Layer):
                 f"(batch, units) = ({x.shape[0]}, {self.units}); got shapes "
                 f"{[tuple(getattr(s, 'shape', ())) for s in given]}."
             )
-        return [s.to(x.dtype) for s in given]
+        return [torch.as_tensor(s, dtype=x.dtype, device=x.device) for s in given]
 
     def _dropout_masks(self, like: torch.Tensor, rate: float, count: int) -> list[torch.Tensor] | None:
         """``count`` masks of shape (batch, features) for a sequence, scaled by 1 / (1 - rate)."""
@@ -275,15 +279,51 @@ class _Recurrent(Layer):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
 
+    def _cudnn_refusal(self, mask: torch.Tensor | None) -> str | None:
+        """Why Keras refuses ``use_cudnn=True`` for this call (None when it accepts it)."""
+        if mask is not None:
+            return "the input has a mask"
+        if self.recurrent_dropout > 0.0:
+            return "recurrent_dropout is set"
+        return None
+
     def _fusable(self) -> bool:
+        # torch.compile cannot trace torch's fused RNN ops (nn.LSTM is skipped by dynamo): loop there.
         return (
             self.use_cudnn is not False
             and self.activation is activations.tanh
             and self.recurrent_activation is activations.sigmoid
+            and not torch.compiler.is_compiling()
         )
 
     def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
+
+    def _run_fused(self, op: Any, x: torch.Tensor, hx: Any, order: list[int] | None = None) -> Any:
+        """``op`` (torch.lstm, torch.gru, torch.rnn_tanh/relu) over the whole sequence, batch first.
+
+        Under autocast it runs in the autocast dtype with autocast off: torch's CPU kernel refuses
+        the mixed float32/bfloat16 arguments autocast would give it. ``train`` follows autograd, as
+        cuDNN's backward requires a forward run in training mode.
+        """
+        weights = self._torch_weights(order)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            hx = tuple(h.to(dtype) for h in hx) if isinstance(hx, tuple) else hx.to(dtype)
+            with torch.autocast(device, enabled=False):
+                return op(
+                    x.to(dtype),
+                    hx,
+                    [w.to(dtype) for w in weights],
+                    self.use_bias,
+                    1,
+                    0.0,
+                    torch.is_grad_enabled(),
+                    False,
+                    True,
+                )
+        return op(x, hx, weights, self.use_bias, 1, 0.0, torch.is_grad_enabled(), False, True)
 
     def _torch_weights(self, order: list[int] | None = None) -> list[torch.Tensor]:
         """The weights as torch's RNN kernels take them: (gates * units, features), biases input-side
@@ -366,6 +406,9 @@ class SimpleRNN(_Recurrent):
         seed: int | None = None,
         **kwargs: Any,
     ):
+        unknown = sorted({"use_cudnn", "implementation"} & set(kwargs))
+        if unknown:  # LSTM's and GRU's options, which Keras's SimpleRNN refuses too
+            raise TypeError(f"SimpleRNN() got unexpected keyword argument(s) {unknown}")
         super().__init__(
             units,
             activation=activation,
@@ -396,13 +439,11 @@ class SimpleRNN(_Recurrent):
         return h, [h]
 
     def _fusable(self) -> bool:
-        return self.use_cudnn is not False and self.activation in (activations.tanh, activations.relu)
+        return self.activation in (activations.tanh, activations.relu) and not torch.compiler.is_compiling()
 
     def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
         kernel = torch.rnn_tanh if self.activation is activations.tanh else torch.rnn_relu
-        out, h = kernel(
-            x, states[0].unsqueeze(0), self._torch_weights(), self.use_bias, 1, 0.0, False, False, True
-        )
+        out, h = self._run_fused(kernel, x, states[0].unsqueeze(0))
         return out, [h[0]]
 
 
@@ -500,7 +541,7 @@ class LSTM(_Recurrent):
 
     def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
         h0, c0 = (s.unsqueeze(0) for s in states)
-        out, h, c = torch.lstm(x, (h0, c0), self._torch_weights(), self.use_bias, 1, 0.0, False, False, True)
+        out, h, c = self._run_fused(torch.lstm, x, (h0, c0))
         return out, [h[0], c[0]]
 
     def get_config(self) -> dict[str, Any]:
@@ -615,9 +656,11 @@ class GRU(_Recurrent):
     def _fusable(self) -> bool:
         return super()._fusable() and self.reset_after
 
+    def _cudnn_refusal(self, mask: torch.Tensor | None) -> str | None:
+        return super()._cudnn_refusal(mask) or (None if self.reset_after else "reset_after is False")
+
     def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
-        weights = self._torch_weights(order=[1, 0, 2])  # torch's gates are r, z, n
-        out, h = torch.gru(x, states[0].unsqueeze(0), weights, self.use_bias, 1, 0.0, False, False, True)
+        out, h = self._run_fused(torch.gru, x, states[0].unsqueeze(0), order=[1, 0, 2])  # torch: r, z, n
         return out, [h[0]]
 
     def get_config(self) -> dict[str, Any]:

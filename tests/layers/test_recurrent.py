@@ -106,7 +106,8 @@ def test_lstm_starts_its_forget_gate_bias_at_one():
 @pytest.mark.parametrize("name", NAMES)
 def test_fused_kernel_equals_the_step_loop_with_gradients(name):
     fused = getattr(L, name)(5, return_sequences=True, return_state=True)
-    loop = getattr(L, name)(5, return_sequences=True, return_state=True, use_cudnn=False)
+    loop = getattr(L, name)(5, return_sequences=True, return_state=True)
+    loop._fusable = lambda: False
     x = torch.from_numpy(_sequences(5)).requires_grad_()
     fused(x)
     loop(x)
@@ -120,11 +121,66 @@ def test_fused_kernel_equals_the_step_loop_with_gradients(name):
         torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6)
 
 
-def test_use_cudnn_true_refuses_what_the_fused_kernel_cannot_do():
+def test_use_cudnn_true_refuses_what_keras_refuses():
     layer = L.GRU(3, use_cudnn=True, name="gru")
     layer(torch.zeros(2, 4, 3))
-    with pytest.raises(ValueError, match="'gru': use_cudnn=True, but this call cannot use the fused kernel"):
+    with pytest.raises(ValueError, match="'gru': use_cudnn=True, but the input has a mask"):
         layer(torch.zeros(2, 4, 3), mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="use_cudnn=True, but recurrent_dropout is set"):
+        L.LSTM(3, recurrent_dropout=0.2, use_cudnn=True)(torch.zeros(2, 4, 3))  # even at inference
+    with pytest.raises(ValueError, match="use_cudnn=True, but reset_after is False"):
+        L.GRU(3, reset_after=False, use_cudnn=True)(torch.zeros(2, 4, 3))
+    ours, theirs = _pair("LSTM", activation="relu", use_cudnn=True)  # runs, as in Keras
+    _assert_same(ours(torch.from_numpy(_sequences())), theirs(_sequences()))
+    with pytest.raises(
+        TypeError, match=r"SimpleRNN\(\) got unexpected keyword argument\(s\) \['use_cudnn'\]"
+    ):
+        L.SimpleRNN(3, use_cudnn=False)
+
+
+def test_mask_shape_and_numpy_initial_states():
+    layer = L.GRU(5, name="gru")
+    x = torch.from_numpy(_sequences())
+    with pytest.raises(
+        ValueError, match=r"'gru': the mask must have shape \(batch, timesteps\) = \(3, 6\), got \(3, 7\)"
+    ):
+        layer(x, mask=torch.ones(3, 7, dtype=torch.bool))
+    state = np.random.default_rng(9).standard_normal((3, 5)).astype("float32")
+    torch.testing.assert_close(
+        layer(x, initial_state=[state]), layer(x, initial_state=[torch.from_numpy(state)])
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_steps_train_as_eager_ones(name):
+    x, y = _sequences(10), np.random.default_rng(11).standard_normal((3, 1)).astype("float32")
+    models = []
+    for jit in (False, True):
+        tapefit.utils.set_random_seed(0)
+        model = tapefit.Sequential([tapefit.Input((6, 4)), getattr(L, name)(5), L.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+        model.fit(x, y, batch_size=3, epochs=2, verbose=0)
+        models.append(model)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_bfloat16_runs_the_fused_kernel_in_bfloat16(name):
+    reference = getattr(L, name)(5)
+    x = torch.from_numpy(_sequences(12))
+    want = reference(x)
+    tapefit.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = getattr(L, name)(5)
+    finally:
+        tapefit.mixed_precision.set_global_policy("float32")
+    mixed(x)
+    mixed.set_weights(reference.get_weights())
+    got = mixed(x)
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
+    got.float().sum().backward()
+    assert all(w.grad is not None for w in mixed.trainable_weights)
 
 
 def test_output_masks_follow_keras():
