@@ -3,9 +3,10 @@
 Weights are Keras's: ``kernel`` (features, gates * units), ``recurrent_kernel`` (units, gates *
 units) and ``bias``, gates in Keras's order (LSTM i, f, c, o; GRU z, r, h). A sequence runs
 through torch's fused kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``: cuDNN on
-GPU) when Keras's cuDNN conditions hold (default activations, no mask, no recurrent dropout,
-GRU with ``reset_after``); otherwise through a loop over timesteps that follows Keras's
-``backend.rnn``: a masked step keeps the previous states and repeats the previous output.
+GPU) when Keras's cuDNN conditions hold (default activations, no recurrent dropout, GRU with
+``reset_after``, and no mask or one that only pads the ends of rows: the rows are then packed to
+their lengths); otherwise through a loop over timesteps that follows Keras's ``backend.rnn``: a
+masked step keeps the previous states and repeats the previous output. Both give the same numbers.
 
 Dropout follows Keras: one input mask and one recurrent mask per sequence, reused at every
 step (one per gate when ``recurrent_dropout`` is set, as Keras's implementation 1 draws them).
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import activations, constraints, initializers, regularizers
 from .layer import Layer
@@ -25,6 +27,44 @@ __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
 
 def _ser(fn: Any, module: Any) -> Any:
     return None if fn is None else module.serialize(fn)
+
+
+def _map(hx: Any, fn: Any) -> Any:
+    return tuple(fn(h) for h in hx) if isinstance(hx, tuple) else fn(hx)
+
+
+def _right_padded_lengths(mask: torch.Tensor) -> torch.Tensor | None:
+    """Each row's count of kept steps when every row is kept from its first step to its last kept
+    one (padding only at the end, and at least one kept step), else None. Reads the mask on the
+    host, as Keras's cuDNN path does."""
+    ordered = (mask[:, 1:] <= mask[:, :-1]).all() & mask[:, 0].all()
+    return mask.sum(1).cpu() if bool(ordered) else None
+
+
+def _call_kernel(
+    op: Any,
+    x: torch.Tensor,
+    hx: Any,
+    weights: list[torch.Tensor],
+    use_bias: bool,
+    lengths: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
+    """A one-layer torch RNN kernel on batch-first ``x``; with ``lengths``, on the packed sequences
+    (each row stops at its length), its outputs padded back with zeros and states in row order."""
+    if lengths is None:
+        return op(x, hx, weights, use_bias, 1, 0.0, torch.is_grad_enabled(), False, True)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    hx = _map(hx, lambda h: h.index_select(1, packed.sorted_indices.to(h.device)))
+    data, *states = op(
+        packed.data, packed.batch_sizes, hx, weights, use_bias, 1, 0.0, torch.is_grad_enabled(), False
+    )
+    out, _ = pad_packed_sequence(
+        PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+        batch_first=True,
+        total_length=x.shape[1],
+    )
+    unsorted = packed.unsorted_indices
+    return (out, *(s.index_select(1, unsorted.to(s.device)) for s in states))
 
 
 class _Recurrent(Layer):
@@ -178,10 +218,18 @@ class _Recurrent(Layer):
         rec_masks = (
             self._dropout_masks(states[0], self.recurrent_dropout, self._gates) if rec_dropping else None
         )
-        if mask is None and rec_masks is None and self._fusable():
+        fusable = rec_masks is None and self._fusable()
+        lengths = _right_padded_lengths(mask) if fusable and mask is not None else None
+        if fusable and (mask is None or lengths is not None):
             if input_masks is not None:
                 x = x * input_masks[0].unsqueeze(1)
-            outputs, states = self._fused(x, states)
+            outputs, states = self._fused(x, states, lengths)
+            if lengths is not None:  # the padding repeats the last kept output, as the loop gives it
+                kept = outputs[
+                    torch.arange(len(lengths), device=outputs.device), lengths.to(outputs.device) - 1
+                ]
+                fill = torch.zeros_like(kept) if self.zero_output_for_mask else kept
+                outputs = torch.where(mask.unsqueeze(-1), outputs, fill.unsqueeze(1))
             last = outputs[:, -1]
         else:
             outputs, last, states = self._loop(self._project(x, input_masks), states, mask, rec_masks)
@@ -296,11 +344,16 @@ class _Recurrent(Layer):
             and not torch.compiler.is_compiling()
         )
 
-    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _fused(
+        self, x: torch.Tensor, states: list[torch.Tensor], lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
 
-    def _run_fused(self, op: Any, x: torch.Tensor, hx: Any, order: list[int] | None = None) -> Any:
-        """``op`` (torch.lstm, torch.gru, torch.rnn_tanh/relu) over the whole sequence, batch first.
+    def _run_fused(
+        self, op: Any, x: torch.Tensor, hx: Any, lengths: torch.Tensor | None, order: list[int] | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """``op`` (torch.lstm, torch.gru, torch.rnn_tanh/relu) over the batch-first sequences, packed
+        to their ``lengths`` when given: (outputs (batch, timesteps, units), final states...).
 
         Under autocast it runs in the autocast dtype with autocast off: torch's CPU kernel refuses
         the mixed float32/bfloat16 arguments autocast would give it. ``train`` follows autograd, as
@@ -310,20 +363,10 @@ class _Recurrent(Layer):
         device = x.device.type
         if torch.is_autocast_enabled(device):
             dtype = torch.get_autocast_dtype(device)
-            hx = tuple(h.to(dtype) for h in hx) if isinstance(hx, tuple) else hx.to(dtype)
+            x, hx, weights = x.to(dtype), _map(hx, lambda h: h.to(dtype)), [w.to(dtype) for w in weights]
             with torch.autocast(device, enabled=False):
-                return op(
-                    x.to(dtype),
-                    hx,
-                    [w.to(dtype) for w in weights],
-                    self.use_bias,
-                    1,
-                    0.0,
-                    torch.is_grad_enabled(),
-                    False,
-                    True,
-                )
-        return op(x, hx, weights, self.use_bias, 1, 0.0, torch.is_grad_enabled(), False, True)
+                return _call_kernel(op, x, hx, weights, self.use_bias, lengths)
+        return _call_kernel(op, x, hx, weights, self.use_bias, lengths)
 
     def _torch_weights(self, order: list[int] | None = None) -> list[torch.Tensor]:
         """The weights as torch's RNN kernels take them: (gates * units, features), biases input-side
@@ -441,9 +484,9 @@ class SimpleRNN(_Recurrent):
     def _fusable(self) -> bool:
         return self.activation in (activations.tanh, activations.relu) and not torch.compiler.is_compiling()
 
-    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor], lengths: torch.Tensor | None) -> Any:
         kernel = torch.rnn_tanh if self.activation is activations.tanh else torch.rnn_relu
-        out, h = self._run_fused(kernel, x, states[0].unsqueeze(0))
+        out, h = self._run_fused(kernel, x, states[0].unsqueeze(0), lengths)
         return out, [h[0]]
 
 
@@ -539,9 +582,9 @@ class LSTM(_Recurrent):
         h = self.recurrent_activation(o) * self.activation(c)
         return h, [h, c]
 
-    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor], lengths: torch.Tensor | None) -> Any:
         h0, c0 = (s.unsqueeze(0) for s in states)
-        out, h, c = self._run_fused(torch.lstm, x, (h0, c0))
+        out, h, c = self._run_fused(torch.lstm, x, (h0, c0), lengths)
         return out, [h[0], c[0]]
 
     def get_config(self) -> dict[str, Any]:
@@ -659,8 +702,8 @@ class GRU(_Recurrent):
     def _cudnn_refusal(self, mask: torch.Tensor | None) -> str | None:
         return super()._cudnn_refusal(mask) or (None if self.reset_after else "reset_after is False")
 
-    def _fused(self, x: torch.Tensor, states: list[torch.Tensor]) -> Any:
-        out, h = self._run_fused(torch.gru, x, states[0].unsqueeze(0), order=[1, 0, 2])  # torch: r, z, n
+    def _fused(self, x: torch.Tensor, states: list[torch.Tensor], lengths: torch.Tensor | None) -> Any:
+        out, h = self._run_fused(torch.gru, x, states[0].unsqueeze(0), lengths, order=[1, 0, 2])  # r, z, n
         return out, [h[0]]
 
     def get_config(self) -> dict[str, Any]:

@@ -303,3 +303,55 @@ def test_bidirectional_config_weights_saving_and_errors(tmp_path):
         L.Bidirectional(L.LSTM(3), merge_mode="max")
     with pytest.raises(ValueError, match="must differ in go_backwards"):
         L.Bidirectional(L.LSTM(3), backward_layer=L.LSTM(3))
+
+
+def _right_padded() -> np.ndarray:
+    mask = np.zeros((3, 6), bool)
+    for row, length in enumerate((6, 2, 4)):
+        mask[row, :length] = True
+    return mask
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"return_sequences": True, "return_state": True},
+        {"return_sequences": True, "zero_output_for_mask": True},
+    ],
+    ids=["last", "sequences+states", "zero-output"],
+)
+def test_right_padded_masks_run_packed_and_match_keras(name, options, monkeypatch):
+    ours, theirs = _pair(name, **options)
+    x = _sequences(13)
+    packed = []
+    original = L.recurrent._call_kernel
+    monkeypatch.setattr(
+        L.recurrent, "_call_kernel", lambda *a: packed.append(a[-1] is not None) or original(*a)
+    )
+    _assert_same(
+        ours(torch.from_numpy(x), mask=torch.from_numpy(_right_padded())), theirs(x, mask=_right_padded())
+    )
+    assert packed == [True]
+    # A row with no kept step cannot be packed: the step loop takes it, with the same numbers as Keras.
+    empty = _right_padded()
+    empty[1] = False
+    _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(empty)), theirs(x, mask=empty))
+    assert packed == [True]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_packed_sequences_start_from_each_rows_initial_state(name):
+    ours, theirs = _pair(name, return_state=True)
+    x = _sequences(14)
+    n = 2 if name == "LSTM" else 1
+    states = [np.random.default_rng(15 + i).standard_normal((3, 5)).astype("float32") for i in range(n)]
+    _assert_same(
+        ours(
+            torch.from_numpy(x),
+            initial_state=[torch.from_numpy(s) for s in states],
+            mask=torch.from_numpy(_right_padded()),
+        ),
+        theirs(x, initial_state=states, mask=_right_padded()),
+    )
