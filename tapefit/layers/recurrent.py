@@ -4,9 +4,10 @@ Weights are Keras's: ``kernel`` (features, gates * units), ``recurrent_kernel`` 
 units) and ``bias``, gates in Keras's order (LSTM i, f, c, o; GRU z, r, h). A sequence runs
 through torch's fused kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``: cuDNN on
 GPU) when Keras's cuDNN conditions hold (default activations, no recurrent dropout, GRU with
-``reset_after``, and no mask or one that only pads the ends of rows: the rows are then packed to
-their lengths); otherwise through a loop over timesteps that follows Keras's ``backend.rnn``: a
-masked step keeps the previous states and repeats the previous output. Both give the same numbers.
+``reset_after``, and no mask or one that keeps an unbroken block of steps per row, as padding
+before or after the data gives: the blocks are then packed to their lengths); otherwise through a
+loop over timesteps that follows Keras's ``backend.rnn``: a masked step keeps the previous states
+and repeats the previous output. Both give the same numbers.
 
 Dropout follows Keras: one input mask and one recurrent mask per sequence, reused at every
 step (one per gate when ``recurrent_dropout`` is set, as Keras's implementation 1 draws them).
@@ -33,12 +34,22 @@ def _map(hx: Any, fn: Any) -> Any:
     return tuple(fn(h) for h in hx) if isinstance(hx, tuple) else fn(hx)
 
 
-def _right_padded_lengths(mask: torch.Tensor) -> torch.Tensor | None:
-    """Each row's count of kept steps when every row is kept from its first step to its last kept
-    one (padding only at the end, and at least one kept step), else None. Reads the mask on the
-    host, as Keras's cuDNN path does."""
-    ordered = (mask[:, 1:] <= mask[:, :-1]).all() & mask[:, 0].all()
-    return mask.sum(1).cpu() if bool(ordered) else None
+def _kept_blocks(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each row's first kept step and count of kept steps, when every row keeps one unbroken block
+    of steps (padding before and/or after it: ``pad_sequences``' "pre" or "post"), else None.
+    Reads the mask on the host, as Keras's cuDNN path does."""
+    rises = mask[:, :1].sum(1) + (mask[:, 1:] & ~mask[:, :-1]).sum(1)
+    if not bool((rises == 1).all()):
+        return None
+    return mask.int().argmax(1), mask.sum(1)
+
+
+def _steps_from(x: torch.Tensor, starts: torch.Tensor, sign: int) -> torch.Tensor:
+    """``x`` (batch, timesteps, ...) with each row's steps moved by ``sign * starts[row]``:
+    ``sign=1`` brings each row's block to the front, ``sign=-1`` puts it back (edges repeat)."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = (steps.unsqueeze(0) + sign * starts.unsqueeze(1)).clamp(0, x.shape[1] - 1)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand(x.shape))
 
 
 def _call_kernel(
@@ -219,17 +230,14 @@ class _Recurrent(Layer):
             self._dropout_masks(states[0], self.recurrent_dropout, self._gates) if rec_dropping else None
         )
         fusable = rec_masks is None and self._fusable()
-        lengths = _right_padded_lengths(mask) if fusable and mask is not None else None
-        if fusable and (mask is None or lengths is not None):
+        blocks = _kept_blocks(mask) if fusable and mask is not None else None
+        if fusable and (mask is None or blocks is not None):
             if input_masks is not None:
                 x = x * input_masks[0].unsqueeze(1)
-            outputs, states = self._fused(x, states, lengths)
-            if lengths is not None:  # the padding repeats the last kept output, as the loop gives it
-                kept = outputs[
-                    torch.arange(len(lengths), device=outputs.device), lengths.to(outputs.device) - 1
-                ]
-                fill = torch.zeros_like(kept) if self.zero_output_for_mask else kept
-                outputs = torch.where(mask.unsqueeze(-1), outputs, fill.unsqueeze(1))
+            if blocks is None:
+                outputs, states = self._fused(x, states, None)
+            else:
+                outputs, states = self._fused_blocks(x, states, mask, *blocks)
             last = outputs[:, -1]
         else:
             outputs, last, states = self._loop(self._project(x, input_masks), states, mask, rec_masks)
@@ -348,6 +356,26 @@ class _Recurrent(Layer):
         self, x: torch.Tensor, states: list[torch.Tensor], lengths: torch.Tensor | None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
+
+    def _fused_blocks(
+        self,
+        x: torch.Tensor,
+        states: list[torch.Tensor],
+        mask: torch.Tensor,
+        starts: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The fused kernel over each row's kept block (packed to its length), with the outputs
+        the masked loop gives around it: zeros before the block (the loop starts from a zero
+        output), the block's last output after it (zeros with ``zero_output_for_mask``)."""
+        outputs, states = self._fused(_steps_from(x, starts, 1), states, lengths.cpu())
+        rows = torch.arange(x.shape[0], device=x.device)
+        last_kept = outputs[rows, lengths - 1]
+        outputs = _steps_from(outputs, starts, -1)
+        after = torch.zeros_like(last_kept) if self.zero_output_for_mask else last_kept
+        before = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < starts.unsqueeze(1)
+        fill = torch.where(before.unsqueeze(-1), torch.zeros_like(outputs), after.unsqueeze(1))
+        return torch.where(mask.unsqueeze(-1), outputs, fill), states
 
     def _run_fused(
         self, op: Any, x: torch.Tensor, hx: Any, lengths: torch.Tensor | None, order: list[int] | None = None

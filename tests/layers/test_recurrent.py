@@ -305,24 +305,29 @@ def test_bidirectional_config_weights_saving_and_errors(tmp_path):
         L.Bidirectional(L.LSTM(3), backward_layer=L.LSTM(3))
 
 
-def _right_padded() -> np.ndarray:
+def _padded(kind: str = "post") -> np.ndarray:
+    """Rows keeping 6, 2 and 4 steps: padding after them ("post", Keras's pad_sequences option),
+    before them ("pre", its default), or on both sides."""
     mask = np.zeros((3, 6), bool)
     for row, length in enumerate((6, 2, 4)):
-        mask[row, :length] = True
+        start = {"post": 0, "pre": 6 - length, "both": (6 - length) // 2}[kind]
+        mask[row, start : start + length] = True
     return mask
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("kind", ["post", "pre", "both"])
 @pytest.mark.parametrize(
     "options",
     [
         {},
         {"return_sequences": True, "return_state": True},
         {"return_sequences": True, "zero_output_for_mask": True},
+        {"return_sequences": True, "go_backwards": True},
     ],
-    ids=["last", "sequences+states", "zero-output"],
+    ids=["last", "sequences+states", "zero-output", "backwards"],
 )
-def test_right_padded_masks_run_packed_and_match_keras(name, options, monkeypatch):
+def test_padded_rows_run_packed_and_match_keras(name, kind, options, monkeypatch):
     ours, theirs = _pair(name, **options)
     x = _sequences(13)
     packed = []
@@ -330,14 +335,14 @@ def test_right_padded_masks_run_packed_and_match_keras(name, options, monkeypatc
     monkeypatch.setattr(
         L.recurrent, "_call_kernel", lambda *a: packed.append(a[-1] is not None) or original(*a)
     )
-    _assert_same(
-        ours(torch.from_numpy(x), mask=torch.from_numpy(_right_padded())), theirs(x, mask=_right_padded())
-    )
+    mask = _padded(kind)
+    _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(mask)), theirs(x, mask=mask))
     assert packed == [True]
-    # A row with no kept step cannot be packed: the step loop takes it, with the same numbers as Keras.
-    empty = _right_padded()
-    empty[1] = False
-    _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(empty)), theirs(x, mask=empty))
+    # A row with no kept step, or with a gap, takes the step loop, with the same numbers as Keras.
+    for broken in (0, 2):
+        odd = mask.copy()
+        odd[1] = False if broken == 0 else [True, False, True, False, False, False]
+        _assert_same(ours(torch.from_numpy(x), mask=torch.from_numpy(odd)), theirs(x, mask=odd))
     assert packed == [True]
 
 
@@ -351,7 +356,7 @@ def test_packed_sequences_start_from_each_rows_initial_state(name):
         ours(
             torch.from_numpy(x),
             initial_state=[torch.from_numpy(s) for s in states],
-            mask=torch.from_numpy(_right_padded()),
+            mask=torch.from_numpy(_padded("pre")),
         ),
-        theirs(x, initial_state=states, mask=_right_padded()),
+        theirs(x, initial_state=states, mask=_padded("pre")),
     )
