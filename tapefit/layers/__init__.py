@@ -286,11 +286,15 @@ from .symbolic import (
 from .symbolic import (
     TensorOp as TensorOp,
 )
+from .time_distributed import (
+    TimeDistributed as TimeDistributed,
+)
 
 __all__ = [
     "GRU",
     "Bidirectional",
     "SimpleRNN",
+    "TimeDistributed",
     "Activation",
     "Add",
     "Average",
