@@ -1,0 +1,21 @@
+"""Recurrent layers with Keras's weights, masks and dropout: SimpleRNN, LSTM, GRU, Bidirectional.
+
+Weights are Keras's: ``kernel`` (features, gates * units), ``recurrent_kernel`` (units, gates *
+units) and ``bias``, gates in Keras's order (LSTM i, f, c, o; GRU z, r, h). A sequence runs
+through torch's fused kernel (``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``: cuDNN on
+GPU) when Keras's cuDNN conditions hold (default activations, no recurrent dropout, GRU with
+``reset_after``, and no mask or one that keeps an unbroken block of steps per row, as padding
+before or after the data gives: the blocks are then packed to their lengths); otherwise through a
+loop over timesteps that follows Keras's ``backend.rnn``: a masked step keeps the previous states
+and repeats the previous output. Both give the same numbers.
+
+Dropout follows Keras: one input mask and one recurrent mask per sequence, reused at every
+step (one per gate when ``recurrent_dropout`` is set, as Keras's implementation 1 draws them).
+"""
+
+from .bidirectional import Bidirectional
+from .gru import GRU
+from .lstm import LSTM
+from .simple_rnn import SimpleRNN
+
+__all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
