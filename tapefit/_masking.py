@@ -1,9 +1,10 @@
 """Keras's padding masks: a boolean tensor riding on a layer's output as ``_keras_mask``.
 
 A mask marks the timesteps that hold data (True) and the padding (False). ``Embedding(mask_zero=
-True)`` and ``Masking`` create one; layers that support masking carry it to their outputs;
-``GlobalAveragePooling1D``, ``Softmax`` and ``BatchNormalization`` use it; losses and metrics
-leave masked entries out. The calling side lives in ``layers/_calling``.
+True)``, ``Masking`` and ``Lambda(mask=)`` create one; layers that support masking carry it to
+their outputs; the recurrent layers, ``GlobalAveragePooling1D``, ``BatchNormalization``, the
+merges and ``Softmax`` use it; losses and metrics leave masked entries out. The calling side
+lives in ``layers/_calling``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["MASK_ATTR", "any_mask", "flat", "get_mask", "masks_of", "set_mask"]
+__all__ = ["MASK_ATTR", "any_mask", "flat", "get_mask", "keep_mask", "masks_of", "set_mask"]
 
 MASK_ATTR = "_keras_mask"
 
@@ -25,6 +26,14 @@ def get_mask(x: Any) -> torch.Tensor | None:
 def set_mask(x: torch.Tensor, mask: torch.Tensor | None) -> None:
     """Attach ``mask`` to ``x`` (as Keras does, on the tensor object itself)."""
     setattr(x, MASK_ATTR, mask)
+
+
+def keep_mask(source: Any, converted: torch.Tensor) -> torch.Tensor:
+    """``converted`` (a cast, moved or copied ``source``) carrying ``source``'s mask, on its device."""
+    mask = get_mask(source)
+    if mask is not None:
+        set_mask(converted, mask.to(converted.device, non_blocking=True))
+    return converted
 
 
 def masks_of(x: Any) -> Any:

@@ -20,7 +20,7 @@ from torch.nn.modules import module as _torch_module
 
 from .. import config
 from .._masking import MASK_ATTR as _MASK
-from .._masking import any_mask, flat, get_mask, masks_of, set_mask
+from .._masking import any_mask, flat, get_mask, keep_mask, masks_of, set_mask
 from ..mixed_precision import policy as mp_policy
 from ..mixed_precision.policy import DTypePolicy
 
@@ -66,7 +66,7 @@ def _to_tensor(x: Any, device: torch.device | None) -> Any:
     if isinstance(x, torch.Tensor):
         if device is None or x.device == device:
             return x
-        return _keeping_mask(x, x.to(device, non_blocking=True))
+        return keep_mask(x, x.to(device, non_blocking=True))
     if isinstance(x, np.ndarray) or (isinstance(x, (float, int)) and not isinstance(x, bool)):
         arr = np.asarray(x)
         if arr.dtype.kind in "OSU":
@@ -84,14 +84,6 @@ def _to_tensor(x: Any, device: torch.device | None) -> Any:
     return x
 
 
-def _keeping_mask(source: torch.Tensor, converted: torch.Tensor) -> torch.Tensor:
-    """``converted`` (a cast or moved copy of ``source``) with ``source``'s mask, as Keras keeps it."""
-    mask = get_mask(source)
-    if mask is not None:
-        set_mask(converted, mask.to(converted.device, non_blocking=True))
-    return converted
-
-
 def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
     """``args`` with floating tensors (also inside lists/tuples) cast to ``dtype``, as Keras's
     autocasting layers do: a float32 layer after a bfloat16 one computes in float32."""
@@ -106,7 +98,7 @@ def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
 
     def cast(a: Any) -> Any:
         if isinstance(a, torch.Tensor):
-            return _keeping_mask(a, a.to(dtype)) if a.is_floating_point() and a.dtype is not dtype else a
+            return keep_mask(a, a.to(dtype)) if a.is_floating_point() and a.dtype is not dtype else a
         if isinstance(a, (list, tuple)):
             return type(a)(cast(v) for v in a)
         return a
@@ -170,8 +162,9 @@ def _holds_tensors(value: Any) -> bool:
 
 
 def _first_masked(args: tuple, kwargs: dict) -> bool:
-    """Whether the first input (a tensor, or a list/tuple/dict of them) carries a mask."""
-    first = args[0] if args else kwargs.get("inputs")
+    """Whether the first input (a tensor, or a list/tuple/dict of them) carries a mask; a loop
+    rather than ``any_mask(masks_of(...))``, as merges pay it on every call."""
+    first = _first_input(args, kwargs)
     if isinstance(first, (list, tuple)):
         for x in first:
             if get_mask(x) is not None:
@@ -254,9 +247,13 @@ class CallMixin:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # Keras calls ``compute_mask`` of every layer that overrides it, so such a layer may
-        # create a mask from unmasked inputs (built-in ones that only combine masks opt out).
-        if "compute_mask" in cls.__dict__ and "_produces_mask" not in cls.__dict__:
+        # Keras calls ``compute_mask`` of every layer that overrides it, so a user's layer that does
+        # may create a mask from unmasked inputs. tapefit's own mask makers say so themselves.
+        if (
+            "compute_mask" in cls.__dict__
+            and "_produces_mask" not in cls.__dict__
+            and not cls.__module__.startswith("tapefit.")
+        ):
             cls._produces_mask = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -337,7 +334,8 @@ class CallMixin:
         ctx = _call_context
         if ctx[1] == 0:  # outermost: masks are computed from inputs where the call puts them
             device = self._weight_device() if self.built or self._parameters or self._modules else None
-            args, kwargs = _to_tensor(args, device), _to_tensor(kwargs, device)
+            args = _to_tensor(args, device)
+            kwargs = {k: _to_tensor(v, device) if k.endswith("mask") else v for k, v in kwargs.items()}
         kwargs = self._fill_masks(args, kwargs)
         first = _first_input(args, kwargs)
         previous = kwargs["mask"] if kwargs.get("mask") is not None else masks_of(first)

@@ -133,10 +133,13 @@ class Softmax(Layer):
 
     def call(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None:
-            if mask.dim() > inputs.dim():
+            if mask.dim() > inputs.dim() or any(
+                m not in (1, i) for m, i in zip(reversed(mask.shape), reversed(inputs.shape))
+            ):
                 raise ValueError(
-                    f"Softmax: the mask must broadcast to the inputs; got inputs of shape "
-                    f"{tuple(inputs.shape)} and a mask of shape {tuple(mask.shape)}."
+                    f"Softmax: the mask must broadcast to the inputs (each of its axes, from the last, 1 or "
+                    f"the input's size); got inputs of shape {tuple(inputs.shape)} and a mask of shape "
+                    f"{tuple(mask.shape)}."
                 )
             mask = mask if mask.dtype == torch.bool else mask > 0.5
             inputs = torch.where(mask, inputs, _large_negative(inputs.dtype))

@@ -193,9 +193,11 @@ class Masking(Layer):
         return torch.any(torch.ne(inputs, self.mask_value), dim=-1)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        keep = torch.any(torch.ne(inputs, self.mask_value), dim=-1, keepdim=True)
-        outputs = torch.where(keep, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
-        set_mask(outputs, keep.squeeze(-1))
+        keep = self.compute_mask(inputs)
+        outputs = torch.where(
+            keep.unsqueeze(-1), inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device)
+        )
+        set_mask(outputs, keep)
         return outputs
 
     def get_config(self) -> dict[str, Any]:

@@ -36,6 +36,14 @@ __all__ = [
 ]
 
 
+def _either(masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Kept where any of ``masks`` keeps."""
+    out = masks[0]
+    for m in masks[1:]:
+        out = torch.logical_or(out, m)
+    return out
+
+
 def _per_element(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """A per-timestep mask broadcast over ``x``'s last axis, as Keras's merges use it."""
     return None if mask is None else mask.bool().unsqueeze(-1).expand(x.shape)
@@ -50,7 +58,6 @@ class _Merge(Layer):
 
     _min_inputs = 1
     _max_inputs: int | None = None
-    _produces_mask = False  # combines its inputs' masks, makes none
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -62,10 +69,7 @@ class _Merge(Layer):
             return None
         if any(m is None for m in previous_mask):
             return None
-        out = previous_mask[0]
-        for m in previous_mask[1:]:
-            out = torch.logical_or(out, m)
-        return out
+        return _either(previous_mask)
 
     def _check_count(self, n: int, shapes: Any) -> None:
         if n < self._min_inputs or (self._max_inputs is not None and n > self._max_inputs):
@@ -204,10 +208,7 @@ class Multiply(_Merge):
         # Keras: masked entries count as 1; where every input is masked the product is 0.
         out = self._merge([x if m is None else torch.where(m, x, 1.0) for x, m in zip(inputs, masks)])
         if all(m is not None for m in masks):
-            kept = masks[0]
-            for m in masks[1:]:
-                kept = torch.logical_or(kept, m)
-            out = torch.where(kept, out, 0.0)
+            out = torch.where(_either(masks), out, 0.0)
         return out
 
 
@@ -255,8 +256,6 @@ class Concatenate(_Merge):
         >>> tapefit.layers.Concatenate()([torch.ones(2, 3), torch.ones(2, 4)]).shape
         torch.Size([2, 7])
     """
-
-    _produces_mask = False
 
     def __init__(self, axis: int = -1, **kwargs: Any):
         super().__init__(**kwargs)
@@ -318,8 +317,6 @@ class Dot(_Merge):
     """
 
     _min_inputs = _max_inputs = 2
-
-    _produces_mask = False
 
     def __init__(self, axes: int | Sequence[int], normalize: bool = False, **kwargs: Any):
         super().__init__(**kwargs)

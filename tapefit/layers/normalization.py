@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import constraints, initializers, regularizers
+from .. import config, constraints, initializers, regularizers
 from .layer import Layer
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
@@ -205,7 +205,7 @@ class BatchNormalization(Layer):
         x = inputs.float() if inputs.dtype in (torch.float16, torch.bfloat16) else inputs
         keep = mask.unsqueeze(-1).expand(x.shape).bool()
         dims = [d for d in range(x.dim()) if d != axis]
-        count = keep.sum(dims, keepdim=True, dtype=x.dtype) + 1e-7  # Keras's backend epsilon
+        count = keep.sum(dims, keepdim=True, dtype=x.dtype) + config.epsilon()  # as Keras's backend epsilon
         mean = torch.where(keep, x, 0.0).sum(dims, keepdim=True) / count
         variance = torch.where(keep, x - mean, 0.0).square().sum(dims, keepdim=True) / count
         with torch.no_grad():

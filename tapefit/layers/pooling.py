@@ -192,8 +192,6 @@ class BaseGlobalPooling(Layer):
 class GlobalAveragePooling1D(BaseGlobalPooling):
     """Mean over steps, Keras's ``GlobalAveragePooling1D``; ``mask`` (batch, steps) skips masked steps."""
 
-    _produces_mask = False
-
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
         super().__init__(1, data_format, keepdims, **kwargs)
 

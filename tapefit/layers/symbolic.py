@@ -141,7 +141,6 @@ class TensorOp(Layer):
     """Arithmetic or indexing applied to symbolic tensors (``x[:, 0]``, ``2 * x + y``)."""
 
     # As Keras's ops (which are not layers), it drops an input's mask without a warning.
-    _produces_mask = False
     _masks_by_default = True
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> None:

@@ -26,8 +26,6 @@ class TimeDistributed(Layer):
         torch.Size([2, 5, 6, 6, 4])
     """
 
-    _produces_mask = False
-
     def __init__(self, layer: Layer, **kwargs: Any):
         if not isinstance(layer, Layer):
             raise ValueError(f"TimeDistributed wraps a tapefit layer, got {type(layer).__name__}.")
@@ -46,16 +44,27 @@ class TimeDistributed(Layer):
             self.layer.built = True
         self.built = True
 
-    def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
+    def call(
+        self, inputs: torch.Tensor, training: bool = False, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if inputs.dim() < 3:
             raise ValueError(
                 f"TimeDistributed {self.name!r} needs inputs of shape (batch, timesteps, ...), got shape "
                 f"{tuple(inputs.shape)}."
             )
         batch, steps = inputs.shape[:2]
+        # The wrapped layer gets its timestep's slice of the mask when its call takes one, as in Keras.
+        takes_mask = mask is not None and "mask" in type(self.layer)._call_signature().parameters
         if training and any(isinstance(m, BatchNormalization) for m in self.layer.modules()):
-            return torch.stack([self.layer(inputs[:, t], training=True) for t in range(steps)], dim=1)
-        outputs = self.layer(inputs.reshape(batch * steps, *inputs.shape[2:]), training=training)
+            return torch.stack(
+                [
+                    self.layer(inputs[:, t], training=True, **({"mask": mask[:, t]} if takes_mask else {}))
+                    for t in range(steps)
+                ],
+                dim=1,
+            )
+        folded = {"mask": mask.reshape(batch * steps, *mask.shape[2:])} if takes_mask else {}
+        outputs = self.layer(inputs.reshape(batch * steps, *inputs.shape[2:]), training=training, **folded)
         return outputs.reshape(batch, steps, *outputs.shape[1:])
 
     def get_config(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import config, initializers
-from .._masking import get_mask, set_mask
+from .._masking import keep_mask
 from ..variables import Variable
 from ._utils import auto_name, dtype_name, to_tensor, torch_dtype
 
@@ -394,10 +394,7 @@ class Metric:
         def bring(x: Any) -> Any:
             if not isinstance(x, torch.Tensor) or x.device == target:
                 return x
-            moved = x.to(target, non_blocking=True)
-            if get_mask(x) is not None:
-                set_mask(moved, get_mask(x).to(target, non_blocking=True))
-            return moved
+            return keep_mask(x, x.to(target, non_blocking=True))
 
         return tuple(bring(a) for a in args), {k: bring(v) for k, v in kwargs.items()}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .._masking import get_mask, set_mask
+from .._masking import keep_mask
 
 __all__ = ["DTypePolicy", "Policy", "set_global_policy", "global_policy", "set_dtype_policy", "dtype_policy"]
 
@@ -95,11 +95,7 @@ def outputs_to_float32(outputs: Any) -> Any:
     if isinstance(outputs, torch.Tensor):
         if not outputs.is_floating_point() or outputs.dtype == torch.float32:
             return outputs
-        cast = outputs.float()
-        mask = get_mask(outputs)
-        if mask is not None:
-            set_mask(cast, mask)
-        return cast
+        return keep_mask(outputs, outputs.float())
     if isinstance(outputs, (list, tuple)):
         return type(outputs)(outputs_to_float32(o) for o in outputs)
     if isinstance(outputs, dict):

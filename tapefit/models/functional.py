@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._masking import flat, get_mask, set_mask
+from .._masking import flat, keep_mask
 from ..layers.layer import Layer
 from ..layers.symbolic import InputLayer, KerasTensor, Node, _flatten, map_structure
 
@@ -138,9 +138,7 @@ class GraphPlan:
         for i, dtype in enumerate(self.input_dtypes):  # Keras converts inputs to the Inputs' dtypes
             v = values[i]
             if isinstance(v, torch.Tensor) and v.dtype is not dtype:
-                values[i] = v.to(dtype)
-                if get_mask(v) is not None:
-                    set_mask(values[i], get_mask(v))
+                values[i] = keep_mask(v, v.to(dtype))
         slot = self._slot
         for node, out_slots, free, single in self.plan:
             if single is not None:

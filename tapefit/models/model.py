@@ -169,7 +169,6 @@ class Model(Trainer, Layer):
 
     # A model's outputs carry the masks its layers attached; it adds none of its own.
     _masks_by_default = True
-    _produces_mask = False
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
         return None

@@ -18,11 +18,20 @@ def pad_sequences(
     truncating: str = "pre",
     value: Any = 0.0,
 ) -> np.ndarray:
-    """Pad (or cut) every sequence to ``maxlen`` steps: an array of shape (len(sequences), maxlen, ...).
+    """Pad (or cut) every sequence to ``maxlen`` steps, as ``keras.utils.pad_sequences``.
 
-    ``padding="pre"`` (Keras's default) puts the padding before the data, ``"post"`` after it;
-    ``truncating`` says which end of a longer sequence is cut. ``maxlen`` defaults to the longest
-    sequence. Padding with 0 pairs with ``Embedding(mask_zero=True)``, whose mask then skips it.
+    Padding with 0 pairs with ``Embedding(mask_zero=True)``, whose mask then skips it.
+
+    Args:
+        sequences: a list of sequences (lists or arrays); each step may be a number or an array.
+        maxlen: the steps kept per sequence (default: the longest sequence's length).
+        dtype: the result's dtype (``object`` for strings of any length).
+        padding: ``"pre"`` (Keras's default) pads before the data, ``"post"`` after it.
+        truncating: ``"pre"`` cuts a longer sequence's first steps, ``"post"`` its last ones.
+        value: what the padding holds.
+
+    Returns:
+        An array of shape (len(sequences), maxlen, *step shape).
 
     Example:
         >>> pad_sequences([[1, 2, 3], [4]], maxlen=2, padding="post")

@@ -15,11 +15,20 @@ def _spread_input(shape=(4, 8)):
     return (random_input(shape) * 5).astype("float32")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {}, {"max_value": 6.0}, {"max_value": 2.5}, {"negative_slope": 0.1}, {"threshold": 1.5},
-    {"negative_slope": 0.2, "threshold": 1.0}, {"negative_slope": 0.2, "max_value": 4.0},
-    {"negative_slope": 0.3, "max_value": 3.0, "threshold": 0.5}, {"max_value": 1.0, "threshold": 2.0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"max_value": 6.0},
+        {"max_value": 2.5},
+        {"negative_slope": 0.1},
+        {"threshold": 1.5},
+        {"negative_slope": 0.2, "threshold": 1.0},
+        {"negative_slope": 0.2, "max_value": 4.0},
+        {"negative_slope": 0.3, "max_value": 3.0, "threshold": 0.5},
+        {"max_value": 1.0, "threshold": 2.0},
+    ],
+)
 def test_relu_matches_keras(kwargs):
     assert_layer_parity(ReLU(**kwargs), keras.layers.ReLU(**kwargs), _spread_input())
 
@@ -30,8 +39,9 @@ def test_relu_gradient_matches_formula():
     np.testing.assert_allclose(x.grad.numpy(), [0.1, 0.1, 1.0, 0.0])
 
 
-@pytest.mark.parametrize("bad", [{"max_value": -1.0}, {"negative_slope": -0.1}, {"threshold": -1.0},
-                                 {"negative_slope": None}])
+@pytest.mark.parametrize(
+    "bad", [{"max_value": -1.0}, {"negative_slope": -0.1}, {"threshold": -1.0}, {"negative_slope": None}]
+)
 def test_relu_rejects_bad_arguments(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ReLU(**bad)
@@ -40,8 +50,9 @@ def test_relu_rejects_bad_arguments(bad):
 def test_leaky_relu_default_slope_is_keras_3s():
     assert keras.layers.LeakyReLU().negative_slope == LeakyReLU().negative_slope == 0.3
     assert_layer_parity(LeakyReLU(), keras.layers.LeakyReLU(), _spread_input())
-    assert_layer_parity(LeakyReLU(negative_slope=0.05), keras.layers.LeakyReLU(negative_slope=0.05),
-                        _spread_input())
+    assert_layer_parity(
+        LeakyReLU(negative_slope=0.05), keras.layers.LeakyReLU(negative_slope=0.05), _spread_input()
+    )
     assert LeakyReLU(alpha=0.2).negative_slope == 0.2
     with pytest.raises(ValueError, match="negative_slope"):
         LeakyReLU(-1.0)
@@ -66,6 +77,9 @@ def test_softmax_errors():
         Softmax(axis="last")
     with pytest.raises(ValueError, match="broadcast"):
         Softmax()(torch.ones(2, 3), mask=torch.ones(1, 2, 3, dtype=torch.bool))
+    # A padding mask (batch, steps) on (batch, steps, classes) scores, as Keras refuses it too.
+    with pytest.raises(ValueError, match=r"inputs of shape \(2, 4, 3\) and a mask of shape \(2, 4\)"):
+        Softmax()(torch.ones(2, 4, 3), mask=torch.ones(2, 4, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
@@ -91,9 +105,16 @@ def test_prelu_weight_shape_regularizer_and_errors():
         PReLU(shared_axes=[0])(torch.ones(2, 3))
 
 
-@pytest.mark.parametrize("layer", [
-    ReLU(max_value=6.0, negative_slope=0.1, threshold=0.5), LeakyReLU(0.2), Softmax(axis=[1, 2]), ELU(0.7),
-    PReLU(alpha_initializer="ones", shared_axes=[1]),
-], ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        ReLU(max_value=6.0, negative_slope=0.1, threshold=0.5),
+        LeakyReLU(0.2),
+        Softmax(axis=[1, 2]),
+        ELU(0.7),
+        PReLU(alpha_initializer="ones", shared_axes=[1]),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
 def test_config_round_trip(layer):
     assert_config_round_trip(layer)

@@ -269,7 +269,7 @@ def test_lambda_mask_function_and_its_config():
     assert layer(x)._keras_mask.tolist() == [[True, False, True]]
     clone = L.Lambda.from_config(layer.get_config())
     assert clone.mask is keep_positive
-    assert clone(x)._keras_mask.tolist() == [[True, False, True]]
+    assert clone(x.clone())._keras_mask.tolist() == [[True, False, True]]  # a fresh input: no mask yet
     fixed = L.Lambda("linear", mask=torch.tensor([[True, True, False]]), name="fixed")
     with pytest.raises(ValueError, match="'fixed' cannot be saved by config: its mask is a fixed tensor"):
         fixed.get_config()
@@ -480,3 +480,19 @@ def test_several_tensor_arguments_get_their_own_masks(lib):
     assert torch.equal(query_mask, query._keras_mask)
     assert torch.equal(value_mask, value._keras_mask)
     assert mask is None  # ``mask`` is filled only when call gets a single tensor argument
+
+
+def test_plain_keyword_arguments_stay_numbers_when_the_input_is_masked():
+    class Stretch(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, x, factor=2.0):
+            self.factor = factor
+            return x * factor
+
+    h = L.Embedding(VOCAB, 2, mask_zero=True)(torch.from_numpy(_padded_tokens()))
+    layer = Stretch()
+    layer(h, factor=3.0)
+    assert layer.factor == 3.0 and not isinstance(layer.factor, torch.Tensor)

@@ -166,7 +166,7 @@ def test_compiled_steps_train_as_eager_ones(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_mixed_bfloat16_runs_the_fused_kernel_in_bfloat16(name):
+def test_mixed_bfloat16_runs_the_fused_kernel_in_bfloat16(name, monkeypatch):
     reference = getattr(L, name)(5)
     x = torch.from_numpy(_sequences(12))
     want = reference(x)
@@ -177,7 +177,13 @@ def test_mixed_bfloat16_runs_the_fused_kernel_in_bfloat16(name):
         tapefit.mixed_precision.set_global_policy("float32")
     mixed(x)
     mixed.set_weights(reference.get_weights())
+    dtypes = []
+    original = L.recurrent._base.call_kernel
+    monkeypatch.setattr(
+        L.recurrent._base, "call_kernel", lambda op, x, *a: dtypes.append(x.dtype) or original(op, x, *a)
+    )
     got = mixed(x)
+    assert dtypes == [torch.bfloat16]
     torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
     got.float().sum().backward()
     assert all(w.grad is not None for w in mixed.trainable_weights)
@@ -360,3 +366,14 @@ def test_packed_sequences_start_from_each_rows_initial_state(name):
         ),
         theirs(x, initial_state=states, mask=_padded("pre")),
     )
+
+
+def test_bidirectional_checks_the_number_of_initial_states():
+    layer = L.Bidirectional(L.LSTM(3), name="both")
+    x = torch.from_numpy(_sequences())
+    with pytest.raises(ValueError, match="'both': initial_state must be a list of 4 tensors, .* got 3"):
+        layer(x, initial_state=[torch.zeros(3, 3)] * 3)
+
+
+def test_units_may_be_numpy_integers():
+    assert L.LSTM(np.int64(4)).units == 4

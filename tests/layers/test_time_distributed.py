@@ -62,3 +62,13 @@ def test_mask_passes_through_and_configs_round_trip(tmp_path):
         L.TimeDistributed(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match=r"needs inputs of shape \(batch, timesteps, \.\.\.\)"):
         L.TimeDistributed(L.Dense(2))(torch.zeros(2, 3))
+
+
+def test_the_wrapped_layer_gets_each_timesteps_mask_as_in_keras():
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 5)).astype("float32")
+    mask = np.random.default_rng(3).random((2, 3, 4)) > 0.3
+    mask[..., 0] = True
+    ours = L.TimeDistributed(L.GlobalAveragePooling1D())
+    theirs = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling1D())
+    got = ours(torch.from_numpy(x), mask=torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(theirs(x, mask=mask)), rtol=1e-5, atol=1e-6)

@@ -11,6 +11,9 @@ and repeats the previous output. Both give the same numbers.
 
 Dropout follows Keras: one input mask and one recurrent mask per sequence, reused at every
 step (one per gate when ``recurrent_dropout`` is set, as Keras's implementation 1 draws them).
+
+As in Keras, a layer called with ``initial_state`` gets two tensor arguments, so the input's
+mask is not passed to it: pass ``mask=`` explicitly to mask such a call.
 """
 
 from .bidirectional import Bidirectional

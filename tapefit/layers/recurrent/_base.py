@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ... import activations, constraints, initializers, regularizers
@@ -20,7 +21,6 @@ class _Recurrent(Layer):
     """A whole-sequence recurrent layer; subclasses define the gates and one step."""
 
     _gates = 1
-    _produces_mask = False  # it passes the input's mask on (with return_sequences), makes none
 
     def __init__(
         self,
@@ -50,7 +50,7 @@ class _Recurrent(Layer):
         **kwargs: Any,
     ):
         name = type(self).__name__
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
         if stateful:
             raise NotImplementedError(
@@ -64,7 +64,7 @@ class _Recurrent(Layer):
         super().__init__(**kwargs)
         # Keras's RNN option: masked steps output zeros instead of repeating the last output.
         self.zero_output_for_mask = zero_output_for_mask
-        self.units = units
+        self.units = int(units)
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
@@ -302,11 +302,12 @@ class _Recurrent(Layer):
         mask: torch.Tensor,
         starts: torch.Tensor,
         lengths: torch.Tensor,
+        host_lengths: torch.Tensor,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The fused kernel over each row's kept block (packed to its length), with the outputs
         the masked loop gives around it: zeros before the block (the loop starts from a zero
         output), the block's last output after it (zeros with ``zero_output_for_mask``)."""
-        outputs, states = self._fused(steps_from(x, starts, 1), states, lengths.cpu())
+        outputs, states = self._fused(steps_from(x, starts, 1), states, host_lengths)
         rows = torch.arange(x.shape[0], device=x.device)
         last_kept = outputs[rows, lengths - 1]
         outputs = steps_from(outputs, starts, -1)

@@ -15,14 +15,17 @@ def map_states(hx: Any, fn: Any) -> Any:
     return tuple(fn(h) for h in hx) if isinstance(hx, tuple) else fn(hx)
 
 
-def kept_blocks(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Each row's first kept step and count of kept steps, when every row keeps one unbroken block
-    of steps (padding before and/or after it: ``pad_sequences``' "pre" or "post"), else None.
-    Reads the mask on the host, as Keras's cuDNN path does."""
+def kept_blocks(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Each row's first kept step and count of kept steps (and the counts on the host, which
+    packing needs), when every row keeps one unbroken block of steps (padding before and/or after
+    it: ``pad_sequences``' "pre" or "post"), else None. One read of the mask's summary on the
+    host, as Keras's cuDNN path pays."""
     rises = mask[:, :1].sum(1) + (mask[:, 1:] & ~mask[:, :-1]).sum(1)
-    if not bool((rises == 1).all()):
+    lengths = mask.sum(1)
+    host = torch.stack([rises, lengths]).cpu()
+    if not bool((host[0] == 1).all()):
         return None
-    return mask.int().argmax(1), mask.sum(1)
+    return mask.int().argmax(1), lengths, host[1]
 
 
 def steps_from(x: torch.Tensor, starts: torch.Tensor, sign: int) -> torch.Tensor:

@@ -27,8 +27,6 @@ class Bidirectional(Layer):
         torch.Size([2, 5, 8])
     """
 
-    _produces_mask = False
-
     def __init__(
         self,
         layer: _Recurrent,
@@ -98,6 +96,13 @@ class Bidirectional(Layer):
             kwargs["mask"] = mask
         forward_state = backward_state = None
         if initial_state is not None:
+            want = 2 * len(self.forward_layer._state_names())
+            got = len(initial_state) if isinstance(initial_state, (list, tuple)) else "a single tensor"
+            if got != want:
+                raise ValueError(
+                    f"Bidirectional {self.name!r}: initial_state must be a list of {want} tensors, the "
+                    f"forward layer's states then the backward layer's; got {got}."
+                )
             half = len(initial_state) // 2
             forward_state, backward_state = list(initial_state[:half]), list(initial_state[half:])
         y = self.forward_layer(sequences, initial_state=forward_state, **kwargs)
