@@ -9,8 +9,9 @@ become ``TensorOp`` layers so that they are part of the graph, serialisable and 
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -215,7 +216,32 @@ def _placeholder_shape(shape: Sequence[int | None], which: int) -> tuple[int, ..
     return tuple((ph["batch"] if i == 0 else ph["other"]) if s is None else s for i, s in enumerate(shape))
 
 
+# Depth of shape probes in progress (see ``shape_probe``).
+_probing = [0]
+
+
+@contextlib.contextmanager
+def shape_probe() -> Iterator[None]:
+    """Calls inside only look at output shapes (placeholder, fake or sample inputs), so layers that
+    keep state across calls (stateful RNNs) leave it alone: ``probing_shapes()`` is True there."""
+    _probing[0] += 1
+    try:
+        yield
+    finally:
+        _probing[0] -= 1
+
+
+def probing_shapes() -> bool:
+    """Whether the current call is a shape probe (see ``shape_probe``)."""
+    return _probing[0] > 0
+
+
 def _run(layer: Layer, args: tuple, kwargs: dict, which: int, fake: bool) -> Any:
+    with shape_probe():
+        return _run_probe(layer, args, kwargs, which, fake)
+
+
+def _run_probe(layer: Layer, args: tuple, kwargs: dict, which: int, fake: bool) -> Any:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     device = layer._weight_device()

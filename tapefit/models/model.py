@@ -16,7 +16,7 @@ from .._masking import set_mask
 from ..jit import _tracing
 from ..layers._calling import _call_context
 from ..layers.layer import Layer, _structure_cached
-from ..layers.symbolic import KerasTensor, _flatten, map_structure
+from ..layers.symbolic import KerasTensor, _flatten, map_structure, shape_probe
 from ..metrics import Metric
 from ..trainers.trainer import Trainer
 from . import functional as functional_lib
@@ -248,7 +248,7 @@ class Model(Trainer, Layer):
             torch.zeros(tuple(2 if d is None else int(d) for d in s), device=self._weight_device())
             for s in shapes
         ]
-        with torch.no_grad():
+        with torch.no_grad(), shape_probe():
             self._record_output_shapes(lambda: self(zeros[0] if len(zeros) == 1 else zeros, training=False))
         self._build_input_shape = tuple(shapes[0]) if len(shapes) == 1 else [tuple(s) for s in shapes]
         self.built = True

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..layers.symbolic import shape_probe
 from ..utils.data_utils import unpack_x_y_sample_weight
 from .data_adapters import is_dataset_like, map_leaves
 
@@ -35,7 +36,7 @@ def label_checker(model: Any, sample_x: Any) -> Callable[[Any], None] | None:
         return None
     try:
         loss_fn = get_loss(loss)
-        with torch.no_grad():
+        with torch.no_grad(), shape_probe():
             out = model(map_leaves(lambda a: a[:1], sample_x), training=False)
     except Exception:  # the first step reports whatever is wrong here, in context
         return None

@@ -254,6 +254,55 @@ def test_dropout_draws_one_mask_per_sequence(name):
     torch.testing.assert_close(layer(x, training=True), inference)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_stateful_layers_carry_states_across_calls_as_keras(name):
+    x1, x2 = np.random.default_rng(16).standard_normal((2, 4, 3, 2)).astype("float32")
+    ours, theirs = getattr(L, name)(5, stateful=True), getattr(keras.layers, name)(5, stateful=True)
+    ours(torch.from_numpy(x1))
+    ours.reset_state()
+    theirs.build((4, 3, 2))
+    theirs.set_weights(ours.get_weights())
+    for x in (x1, x2):  # the second call starts from the first one's final states
+        _assert_same(ours(torch.from_numpy(x)), theirs(x))
+    ours.reset_states()
+    theirs.reset_state()
+    _assert_same(ours(torch.from_numpy(x2)), theirs(x2))
+    with pytest.raises(
+        ValueError,
+        match=r"is stateful: every batch must have the batch size its states were made for \(4\), got 3",
+    ):
+        ours(torch.from_numpy(x1[:3]))
+
+
+def test_stateful_training_carries_each_batchs_final_states_to_the_next():
+    # Keras 3.15's own fit fails here on its torch backend (an in-place state update breaks
+    # autograd), so the reference is the same training written by hand with explicit states.
+    rng = np.random.default_rng(17)
+    x, y = rng.standard_normal((16, 3, 2)).astype("float32"), rng.standard_normal((16, 1)).astype("float32")
+    model = tapefit.Sequential([tapefit.Input((3, 2), batch_size=4), L.LSTM(4, stateful=True), L.Dense(1)])
+    initial = model.get_weights()
+    model.compile(optimizer=tapefit.optimizers.SGD(0.1), loss="mse")
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+
+    lstm, dense = L.LSTM(4, return_state=True), L.Dense(1)
+    lstm(torch.zeros(4, 3, 2))
+    dense(torch.zeros(4, 4))
+    lstm.set_weights(initial[:3])
+    dense.set_weights(initial[3:])
+    params = [*lstm.trainable_weights, *dense.trainable_weights]
+    states = None
+    for start in range(0, 16, 4):
+        out, h, c = lstm(torch.from_numpy(x[start : start + 4]), initial_state=states)
+        loss = torch.nn.functional.mse_loss(dense(out), torch.from_numpy(y[start : start + 4]))
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 0.1 * g
+        states = [h.detach(), c.detach()]
+    for got, want in zip(model.get_weights(), lstm.get_weights() + dense.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_configs_round_trip_and_errors():
     for layer in (
         L.SimpleRNN(3, activation="relu", dropout=0.1, return_sequences=True),
@@ -261,8 +310,7 @@ def test_configs_round_trip_and_errors():
         L.GRU(3, reset_after=False, return_state=True, use_cudnn=False),
     ):
         assert_config_round_trip(layer)
-    with pytest.raises(NotImplementedError, match=r"LSTM\(stateful=True\) is not supported"):
-        L.LSTM(3, stateful=True)
+    assert_config_round_trip(L.LSTM(3, stateful=True))
     with pytest.raises(ValueError, match="units must be a positive integer"):
         L.GRU(0)
     with pytest.raises(ValueError, match=r"expects sequences of shape \(batch, timesteps, features\)"):
@@ -377,3 +425,22 @@ def test_bidirectional_checks_the_number_of_initial_states():
 
 def test_units_may_be_numpy_integers():
     assert L.LSTM(np.int64(4)).units == 4
+
+
+class _StatefulNet(tapefit.Model):
+    def __init__(self):
+        super().__init__()
+        self.rnn = L.LSTM(3, stateful=True)
+
+    def call(self, x):
+        return self.rnn(x)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "subclassed"])
+def test_building_a_stateful_model_leaves_its_states_alone(kind):
+    model = tapefit.Sequential([L.LSTM(3, stateful=True)]) if kind == "sequential" else _StatefulNet()
+    model.build((None, 5, 2))  # runs the model on a placeholder batch to learn its shapes
+    x = torch.from_numpy(_sequences()[:, :5, :2].copy())
+    first = model(x)
+    (model.layers[0] if kind == "sequential" else model.rnn).reset_state()
+    torch.testing.assert_close(first, model(x))  # the first call started from zeros, at batch size 3

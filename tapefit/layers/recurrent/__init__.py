@@ -14,6 +14,9 @@ step (one per gate when ``recurrent_dropout`` is set, as Keras's implementation 
 
 As in Keras, a layer called with ``initial_state`` gets two tensor arguments, so the input's
 mask is not passed to it: pass ``mask=`` explicitly to mask such a call.
+
+``stateful=True`` starts each call from the previous call's final states (detached, for batches
+of the same size) until ``reset_state()``; shape probes (building a model) leave them alone.
 """
 
 from .bidirectional import Bidirectional

@@ -10,6 +10,7 @@ import torch
 
 from ... import activations, constraints, initializers, regularizers
 from ..layer import Layer
+from ..symbolic import probing_shapes
 from ._kernels import call_kernel, kept_blocks, map_states, steps_from
 
 
@@ -52,11 +53,6 @@ class _Recurrent(Layer):
         name = type(self).__name__
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
-        if stateful:
-            raise NotImplementedError(
-                f"{name}(stateful=True) is not supported. Carry the states yourself: call the layer with "
-                "return_state=True and pass them back with initial_state=[...]."
-            )
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"{name}: use_cudnn must be 'auto', True or False, got {use_cudnn!r}.")
         kwargs.pop("implementation", None)  # Keras's choice of kernel split; results are the same
@@ -85,7 +81,8 @@ class _Recurrent(Layer):
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
-        self.stateful = False
+        self.stateful = bool(stateful)
+        self._kept_states: list[torch.Tensor] | None = None  # a stateful layer's last states
         self.unroll = bool(unroll)
         self.use_cudnn = use_cudnn
 
@@ -146,6 +143,8 @@ class _Recurrent(Layer):
             )
         x = sequences
         states = self._initial_states(x, initial_state)
+        if self.stateful and initial_state is None and not probing_shapes():
+            states = self._carried_states(x)
         if mask is not None:
             mask = torch.as_tensor(mask, device=x.device).bool()
             if tuple(mask.shape) != tuple(x.shape[:2]):
@@ -179,6 +178,8 @@ class _Recurrent(Layer):
             last = outputs[:, -1]
         else:
             outputs, last, states = self._loop(self._project(x, input_masks), states, mask, rec_masks)
+        if self.stateful and not probing_shapes():
+            self._kept_states = [s.detach() for s in states]
         output = outputs if self.return_sequences else last
         if self.activity_regularizer is not None:
             for t in (output, *states) if self.return_state else (output,):
@@ -194,6 +195,27 @@ class _Recurrent(Layer):
 
     def _state_names(self) -> tuple[str, ...]:
         return ("h",)
+
+    def _carried_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """A stateful layer's states from its last call (zeros at first), for a batch of the same size."""
+        if self._kept_states is None:
+            return [x.new_zeros(x.shape[0], self.units) for _ in self._state_names()]
+        expected = self._kept_states[0].shape[0]
+        if x.shape[0] != expected:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} is stateful: every batch must have the batch size "
+                f"its states were made for ({expected}), got {x.shape[0]}. Batch the data so that every "
+                "batch is full (drop_remainder=True), or call reset_state() before a new batch size."
+            )
+        return [s.to(x.device, x.dtype) for s in self._kept_states]
+
+    def reset_state(self) -> None:
+        """Forget a stateful layer's states: the next call starts from zeros (Keras's name)."""
+        self._kept_states = None
+
+    def reset_states(self) -> None:
+        """Older spelling of :meth:`reset_state` (tf.keras 2)."""
+        self.reset_state()
 
     def _initial_states(self, x: torch.Tensor, initial_state: Any) -> list[torch.Tensor]:
         n = len(self._state_names())

@@ -60,7 +60,7 @@ class Bidirectional(Layer):
                 "Bidirectional: the forward and backward layers must differ in go_backwards; both have "
                 f"go_backwards={self.forward_layer.go_backwards}."
             )
-        for attr in ("return_sequences", "return_state"):
+        for attr in ("return_sequences", "return_state", "stateful"):
             if getattr(self.forward_layer, attr) != getattr(self.backward_layer, attr):
                 raise ValueError(
                     f"Bidirectional: the forward and backward layers must have the same {attr}; got "
@@ -71,7 +71,7 @@ class Bidirectional(Layer):
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
-        self.stateful = False
+        self.stateful = layer.stateful
         self._initial_weights = weights
 
     def build(self, input_shape: Any = None) -> None:
@@ -126,6 +126,15 @@ class Bidirectional(Layer):
         if self.return_state:
             return (*output, *states) if self.merge_mode is None else (output, *states)
         return output
+
+    def reset_state(self) -> None:
+        """Forget both layers' states (stateful layers only)."""
+        self.forward_layer.reset_state()
+        self.backward_layer.reset_state()
+
+    def reset_states(self) -> None:
+        """Older spelling of :meth:`reset_state` (tf.keras 2)."""
+        self.reset_state()
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
         mask = previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
