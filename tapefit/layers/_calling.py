@@ -193,9 +193,9 @@ class CallMixin:
     """
 
     _accepts_training: bool | None = None
-    _accepts_mask: bool | None = None
     # True for layers that can create a mask from unmasked inputs (``Embedding(mask_zero=True)``,
-    # ``Masking``): their calls take the masking path even when no input carries a mask.
+    # ``Masking``, ``Lambda(mask=)``, a user's class overriding ``compute_mask``): their calls take
+    # the masking path even when no input carries a mask.
     _produces_mask = False
 
     def build(self, input_shape: Any = None) -> None:
@@ -230,12 +230,13 @@ class CallMixin:
     def _fill_masks(self, args: tuple, kwargs: dict) -> dict:
         """``kwargs`` with the inputs' masks for ``call``'s mask arguments, by Keras's rule: ``mask``
         when ``call`` gets one tensor argument, ``<name>_mask`` for each of several (``query_mask``)."""
-        params = type(self)._call_signature().parameters
+        signature = type(self)._call_signature()
+        params = signature.parameters
         if "mask" not in params and not any(p.endswith("_mask") for p in params):
             return kwargs
         given = {k: v for k, v in kwargs.items() if k in params or k != "training"}
         try:
-            bound = type(self)._call_signature().bind(*args, **given).arguments
+            bound = signature.bind(*args, **given).arguments
         except TypeError:
             return kwargs
         tensors = {name: value for name, value in bound.items() if _holds_tensors(value)}

@@ -360,7 +360,6 @@ class Layer(CallMixin, nn.Module):
 
     # The class's default for ``supports_masking`` (None: whether it overrides ``compute_mask``).
     _masks_by_default: bool | None = None
-    _produces_mask = False  # the base ``compute_mask`` only passes a mask on
 
     def compute_mask(self, inputs: Any, previous_mask: Any) -> Any:
         """The mask of this layer's output for ``inputs`` whose mask is ``previous_mask``.

@@ -9,13 +9,10 @@ import numpy as np
 import torch
 
 from ... import activations, constraints, initializers, regularizers
+from .._conv_utils import serialize_constraint, serialize_regularizer
 from ..layer import Layer
 from ..symbolic import probing_shapes
 from ._kernels import call_kernel, kept_blocks, map_states, steps_from
-
-
-def _ser(fn: Any, module: Any) -> Any:
-    return None if fn is None else module.serialize(fn)
 
 
 class _Recurrent(Layer):
@@ -389,13 +386,13 @@ class _Recurrent(Layer):
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": _ser(self.kernel_regularizer, regularizers),
-            "recurrent_regularizer": _ser(self.recurrent_regularizer, regularizers),
-            "bias_regularizer": _ser(self.bias_regularizer, regularizers),
-            "activity_regularizer": _ser(self.activity_regularizer, regularizers),
-            "kernel_constraint": _ser(self.kernel_constraint, constraints),
-            "recurrent_constraint": _ser(self.recurrent_constraint, constraints),
-            "bias_constraint": _ser(self.bias_constraint, constraints),
+            "kernel_regularizer": serialize_regularizer(self.kernel_regularizer),
+            "recurrent_regularizer": serialize_regularizer(self.recurrent_regularizer),
+            "bias_regularizer": serialize_regularizer(self.bias_regularizer),
+            "activity_regularizer": serialize_regularizer(self.activity_regularizer),
+            "kernel_constraint": serialize_constraint(self.kernel_constraint),
+            "recurrent_constraint": serialize_constraint(self.recurrent_constraint),
+            "bias_constraint": serialize_constraint(self.bias_constraint),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
