@@ -207,8 +207,13 @@ def get(identifier: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
     )
 
 
-def serialize(constraint: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, Any]:
-    """``{"class_name", "config"}`` for a constraint; custom classes and functions must be registered."""
+def serialize(constraint: Callable[[torch.Tensor], torch.Tensor] | None) -> dict[str, Any] | None:
+    """``{"class_name", "config"}`` for a constraint; custom classes and functions must be registered.
+
+    ``None`` stays ``None`` (as Keras), so layers serialize optional constraints directly.
+    """
+    if constraint is None:
+        return None
     from .saving.registry import registered_name, serialize_custom
 
     name = type(constraint).__name__

@@ -77,7 +77,10 @@ def get(identifier: Any) -> Regularizer | None:
     raise TypeError(f"Could not interpret regularizer {identifier!r}: pass 'l2' or a Regularizer.")
 
 
-def serialize(reg: Regularizer) -> dict[str, Any]:
+def serialize(reg: Regularizer | None) -> dict[str, Any] | None:
+    """``{"class_name", "config"}`` for a regularizer; ``None`` stays ``None`` (as Keras)."""
+    if reg is None:
+        return None
     if type(reg).__name__ not in _CLASSES:
         from .saving.registry import serialize_custom
 

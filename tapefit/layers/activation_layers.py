@@ -233,11 +233,7 @@ class PReLU(Layer):
         return {
             **super().get_config(),
             "alpha_initializer": initializers.serialize(self.alpha_initializer),
-            "alpha_regularizer": None
-            if self.alpha_regularizer is None
-            else regularizers.serialize(self.alpha_regularizer),
-            "alpha_constraint": None
-            if self.alpha_constraint is None
-            else constraints.serialize(self.alpha_constraint),
+            "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+            "alpha_constraint": constraints.serialize(self.alpha_constraint),
             "shared_axes": self.shared_axes,
         }

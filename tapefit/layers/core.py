@@ -19,10 +19,6 @@ from .layer import Layer
 __all__ = ["Activation", "Embedding", "Identity", "Lambda", "Masking", "TorchModuleWrapper"]
 
 
-def _ser_reg(reg: Any) -> Any:
-    return None if reg is None else regularizers.serialize(reg)
-
-
 class Embedding(Layer):
     """Turns integer indices into dense vectors of size ``output_dim``: ``embeddings[inputs]``.
 
@@ -95,11 +91,9 @@ class Embedding(Layer):
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
-            "embeddings_regularizer": _ser_reg(self.embeddings_regularizer),
-            "activity_regularizer": _ser_reg(self.activity_regularizer),
-            "embeddings_constraint": None
-            if self.embeddings_constraint is None
-            else constraints.serialize(self.embeddings_constraint),
+            "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
             "mask_zero": self.mask_zero,
         }
 

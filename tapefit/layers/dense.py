@@ -112,17 +112,9 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": _ser_reg(self.kernel_regularizer),
-            "bias_regularizer": _ser_reg(self.bias_regularizer),
-            "activity_regularizer": _ser_reg(self.activity_regularizer),
-            "kernel_constraint": _ser_constraint(self.kernel_constraint),
-            "bias_constraint": _ser_constraint(self.bias_constraint),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         }
-
-
-def _ser_reg(reg: Any) -> Any:
-    return None if reg is None else regularizers.serialize(reg)
-
-
-def _ser_constraint(constraint: Any) -> Any:
-    return None if constraint is None else constraints.serialize(constraint)

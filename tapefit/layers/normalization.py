@@ -15,10 +15,6 @@ from .layer import Layer
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization"]
 
 
-def _ser_reg(reg: Any) -> Any:
-    return None if reg is None else regularizers.serialize(reg)
-
-
 def _positive_axis(axis: int, ndim: int, layer: Layer, shape: Any) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(
@@ -26,10 +22,6 @@ def _positive_axis(axis: int, ndim: int, layer: Layer, shape: Any) -> int:
             f"shape {tuple(shape)}."
         )
     return axis % ndim
-
-
-def _ser_constraint(constraint: Any) -> Any:
-    return None if constraint is None else constraints.serialize(constraint)
 
 
 def _scale_and_center(layer: Layer, shape: Sequence[int], scale: bool, center: bool) -> None:
@@ -235,10 +227,10 @@ class BatchNormalization(Layer):
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
             "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
-            "beta_regularizer": _ser_reg(self.beta_regularizer),
-            "gamma_regularizer": _ser_reg(self.gamma_regularizer),
-            "beta_constraint": _ser_constraint(self.beta_constraint),
-            "gamma_constraint": _ser_constraint(self.gamma_constraint),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
             "synchronized": self.synchronized,
         }
 
@@ -335,10 +327,10 @@ class LayerNormalization(Layer):
             "rms_scaling": self.rms_scaling,
             "beta_initializer": initializers.serialize(self.beta_initializer),
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": _ser_reg(self.beta_regularizer),
-            "gamma_regularizer": _ser_reg(self.gamma_regularizer),
-            "beta_constraint": _ser_constraint(self.beta_constraint),
-            "gamma_constraint": _ser_constraint(self.gamma_constraint),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }
 
 
@@ -416,8 +408,8 @@ class GroupNormalization(Layer):
             "scale": self.scale,
             "beta_initializer": initializers.serialize(self.beta_initializer),
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": _ser_reg(self.beta_regularizer),
-            "gamma_regularizer": _ser_reg(self.gamma_regularizer),
-            "beta_constraint": _ser_constraint(self.beta_constraint),
-            "gamma_constraint": _ser_constraint(self.gamma_constraint),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from ... import activations, constraints, initializers, regularizers
-from .._conv_utils import serialize_constraint, serialize_regularizer
 from ..layer import Layer
 from ..symbolic import probing_shapes
 from ._kernels import call_kernel, kept_blocks, map_states, steps_from
@@ -386,13 +385,13 @@ class _Recurrent(Layer):
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": serialize_regularizer(self.kernel_regularizer),
-            "recurrent_regularizer": serialize_regularizer(self.recurrent_regularizer),
-            "bias_regularizer": serialize_regularizer(self.bias_regularizer),
-            "activity_regularizer": serialize_regularizer(self.activity_regularizer),
-            "kernel_constraint": serialize_constraint(self.kernel_constraint),
-            "recurrent_constraint": serialize_constraint(self.recurrent_constraint),
-            "bias_constraint": serialize_constraint(self.bias_constraint),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
