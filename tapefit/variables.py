@@ -73,7 +73,9 @@ class Variable(torch.Tensor):
         return self._plain
 
     def numpy(self) -> np.ndarray:  # type: ignore[override]
-        return self.detach().as_subclass(torch.Tensor).cpu().numpy()
+        """The value as a numpy array (float32 for bfloat16, which numpy cannot hold)."""
+        value = self.detach().as_subclass(torch.Tensor)
+        return (value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy()
 
     def __repr__(self) -> str:
         return f"<Variable {self.name} shape={tuple(self.shape)} dtype={self.dtype} value={self.value}>"

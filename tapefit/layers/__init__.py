@@ -22,10 +22,16 @@ from .conv import (
     Conv2D as Conv2D,
 )
 from .conv import (
+    Conv3D as Conv3D,
+)
+from .conv import (
     Convolution1D as Convolution1D,
 )
 from .conv import (
     Convolution2D as Convolution2D,
+)
+from .conv import (
+    Convolution3D as Convolution3D,
 )
 from .conv_transpose import (
     Conv1DTranspose as Conv1DTranspose,
@@ -34,10 +40,16 @@ from .conv_transpose import (
     Conv2DTranspose as Conv2DTranspose,
 )
 from .conv_transpose import (
+    Conv3DTranspose as Conv3DTranspose,
+)
+from .conv_transpose import (
     Convolution1DTranspose as Convolution1DTranspose,
 )
 from .conv_transpose import (
     Convolution2DTranspose as Convolution2DTranspose,
+)
+from .conv_transpose import (
+    Convolution3DTranspose as Convolution3DTranspose,
 )
 from .core import (
     Activation as Activation,
@@ -131,10 +143,16 @@ from .pooling import (
     AveragePooling2D as AveragePooling2D,
 )
 from .pooling import (
+    AveragePooling3D as AveragePooling3D,
+)
+from .pooling import (
     AvgPool1D as AvgPool1D,
 )
 from .pooling import (
     AvgPool2D as AvgPool2D,
+)
+from .pooling import (
+    AvgPool3D as AvgPool3D,
 )
 from .pooling import (
     GlobalAveragePooling1D as GlobalAveragePooling1D,
@@ -143,10 +161,16 @@ from .pooling import (
     GlobalAveragePooling2D as GlobalAveragePooling2D,
 )
 from .pooling import (
+    GlobalAveragePooling3D as GlobalAveragePooling3D,
+)
+from .pooling import (
     GlobalAvgPool1D as GlobalAvgPool1D,
 )
 from .pooling import (
     GlobalAvgPool2D as GlobalAvgPool2D,
+)
+from .pooling import (
+    GlobalAvgPool3D as GlobalAvgPool3D,
 )
 from .pooling import (
     GlobalMaxPool1D as GlobalMaxPool1D,
@@ -155,10 +179,16 @@ from .pooling import (
     GlobalMaxPool2D as GlobalMaxPool2D,
 )
 from .pooling import (
+    GlobalMaxPool3D as GlobalMaxPool3D,
+)
+from .pooling import (
     GlobalMaxPooling1D as GlobalMaxPooling1D,
 )
 from .pooling import (
     GlobalMaxPooling2D as GlobalMaxPooling2D,
+)
+from .pooling import (
+    GlobalMaxPooling3D as GlobalMaxPooling3D,
 )
 from .pooling import (
     MaxPool1D as MaxPool1D,
@@ -167,10 +197,16 @@ from .pooling import (
     MaxPool2D as MaxPool2D,
 )
 from .pooling import (
+    MaxPool3D as MaxPool3D,
+)
+from .pooling import (
     MaxPooling1D as MaxPooling1D,
 )
 from .pooling import (
     MaxPooling2D as MaxPooling2D,
+)
+from .pooling import (
+    MaxPooling3D as MaxPooling3D,
 )
 from .preprocessing import (
     CenterCrop as CenterCrop,
@@ -215,6 +251,12 @@ from .recurrent import (
     SimpleRNN as SimpleRNN,
 )
 from .regularization import (
+    ActivityRegularization as ActivityRegularization,
+)
+from .regularization import (
+    AlphaDropout as AlphaDropout,
+)
+from .regularization import (
     Dropout as Dropout,
 )
 from .regularization import (
@@ -239,6 +281,9 @@ from .reshaping import (
     Cropping2D as Cropping2D,
 )
 from .reshaping import (
+    Cropping3D as Cropping3D,
+)
+from .reshaping import (
     Flatten as Flatten,
 )
 from .reshaping import (
@@ -257,10 +302,19 @@ from .reshaping import (
     UpSampling2D as UpSampling2D,
 )
 from .reshaping import (
+    UpSampling3D as UpSampling3D,
+)
+from .reshaping import (
     ZeroPadding1D as ZeroPadding1D,
 )
 from .reshaping import (
     ZeroPadding2D as ZeroPadding2D,
+)
+from .reshaping import (
+    ZeroPadding3D as ZeroPadding3D,
+)
+from .rms_normalization import (
+    RMSNormalization as RMSNormalization,
 )
 from .separable_conv import (
     SeparableConv1D as SeparableConv1D,
@@ -289,15 +343,22 @@ from .symbolic import (
 from .time_distributed import (
     TimeDistributed as TimeDistributed,
 )
+from .unit_normalization import (
+    UnitNormalization as UnitNormalization,
+)
 
 __all__ = [
     "Activation",
+    "ActivityRegularization",
     "Add",
+    "AlphaDropout",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
+    "AveragePooling3D",
     "AvgPool1D",
     "AvgPool2D",
+    "AvgPool3D",
     "BatchNormalization",
     "Bidirectional",
     "CenterCrop",
@@ -306,12 +367,17 @@ __all__ = [
     "Conv1DTranspose",
     "Conv2D",
     "Conv2DTranspose",
+    "Conv3D",
+    "Conv3DTranspose",
     "Convolution1D",
     "Convolution1DTranspose",
     "Convolution2D",
     "Convolution2DTranspose",
+    "Convolution3D",
+    "Convolution3DTranspose",
     "Cropping1D",
     "Cropping2D",
+    "Cropping3D",
     "Dense",
     "DepthwiseConv1D",
     "DepthwiseConv2D",
@@ -325,12 +391,16 @@ __all__ = [
     "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
     "GlobalMaxPool1D",
     "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "GroupNormalization",
     "Identity",
     "Input",
@@ -344,14 +414,17 @@ __all__ = [
     "Masking",
     "MaxPool1D",
     "MaxPool2D",
+    "MaxPool3D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "MaxPooling3D",
     "Maximum",
     "Minimum",
     "Multiply",
     "Normalization",
     "PReLU",
     "Permute",
+    "RMSNormalization",
     "RandomContrast",
     "RandomCrop",
     "RandomFlip",
@@ -376,10 +449,13 @@ __all__ = [
     "TensorOp",
     "TimeDistributed",
     "TorchModuleWrapper",
+    "UnitNormalization",
     "UpSampling1D",
     "UpSampling2D",
+    "UpSampling3D",
     "ZeroPadding1D",
     "ZeroPadding2D",
+    "ZeroPadding3D",
     "add",
     "average",
     "concatenate",

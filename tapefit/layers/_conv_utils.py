@@ -1,11 +1,13 @@
 """Shared arithmetic for convolution and pooling layers: argument checks, Keras's "same" padding,
 transposed-convolution crops, and the zero-copy switch between Keras and PyTorch layouts.
 
-Every 1D and 2D op runs as a 2D torch op: a 1D input of shape (N, L, C) is viewed as (N, 1, L, C).
-For ``channels_last`` the (N, H, W, C) tensor is handed to torch as ``x.permute(0, 3, 1, 2)``, which
-is a view in torch's ``channels_last`` memory format; torch's conv and pooling kernels then produce
-a channels_last result, and ``permute(0, 2, 3, 1)`` turns it back into a contiguous NHWC tensor.
-Viewing 1D data as 2D is what lets the 1D layers share that path (torch has no channels_last 1D).
+A layer of ``rank`` spatial dimensions runs the torch op of rank ``max(rank, 2)``: a 1D input of
+shape (N, L, C) is viewed as (N, 1, L, C), since torch has no channels_last 1D format. For
+``channels_last`` the (N, *spatial, C) tensor is handed to torch as ``x.movedim(-1, 1)``, a view in
+torch's ``channels_last`` (2D) or ``channels_last_3d`` (3D) memory format; torch's conv and pooling
+kernels then produce a result in that format, and ``movedim(1, -1)`` turns it back into a contiguous
+(N, *spatial, C) tensor. (Torch's CPU ``avg_pool3d`` has no ``channels_last_3d`` kernel: there the
+result comes back as a strided view of an (N, C, D, H, W) tensor.)
 """
 
 from __future__ import annotations
@@ -16,9 +18,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import config, constraints, regularizers
+from .. import config
 
 _PADDINGS = ("valid", "same")
+
+_LAYOUTS = {
+    1: ("(batch, steps, channels)", "(batch, channels, steps)"),
+    2: ("(batch, height, width, channels)", "(batch, channels, height, width)"),
+    3: ("(batch, depth, height, width, channels)", "(batch, channels, depth, height, width)"),
+}
+
+_TORCH_OPS = {
+    "conv": {2: F.conv2d, 3: F.conv3d},
+    "conv_transpose": {2: F.conv_transpose2d, 3: F.conv_transpose3d},
+    "max_pool": {2: F.max_pool2d, 3: F.max_pool3d},
+    "avg_pool": {2: F.avg_pool2d, 3: F.avg_pool3d},
+}
 
 
 def standardize_tuple(value: Any, n: int, name: str, owner: str, allow_zero: bool = False) -> tuple[int, ...]:
@@ -63,21 +78,9 @@ def standardize_data_format(value: str | None, owner: str) -> str:
     return data_format
 
 
-def serialize_regularizer(reg: Any) -> Any:
-    return None if reg is None else regularizers.serialize(reg)
-
-
-def serialize_constraint(constraint: Any) -> Any:
-    return None if constraint is None else constraints.serialize(constraint)
-
-
 def check_rank(x: torch.Tensor, rank: int, owner: str, data_format: str) -> None:
     if x.dim() != rank + 2:
-        layout = {
-            1: ("(batch, steps, channels)", "(batch, channels, steps)"),
-            2: ("(batch, height, width, channels)", "(batch, channels, height, width)"),
-        }[rank]
-        expected = layout[0] if data_format == "channels_last" else layout[1]
+        expected = _LAYOUTS[rank][0 if data_format == "channels_last" else 1]
         raise ValueError(f"{owner} expects inputs of rank {rank + 2} {expected}, got shape {tuple(x.shape)}.")
 
 
@@ -90,26 +93,37 @@ def channels_of(input_shape: Sequence[int | None], data_format: str, owner: str)
     return int(channels)
 
 
+def torch_op(kind: str, rank: int) -> Any:
+    """The torch function (``"conv"``, ``"conv_transpose"``, ``"max_pool"``, ``"avg_pool"``) that runs
+    a ``rank``-D layer: the 2D one for ranks 1 and 2, the 3D one for rank 3."""
+    return _TORCH_OPS[kind][max(rank, 2)]
+
+
 def to_torch_layout(x: torch.Tensor, rank: int, data_format: str) -> torch.Tensor:
-    """A 4D (N, C, H, W)-shaped view of a Keras-layout input, channels_last in memory if it was NHWC."""
-    if data_format == "channels_last":
-        if rank == 1:
-            x = x.unsqueeze(1)
-        return x.permute(0, 3, 1, 2)
-    return x.unsqueeze(2) if rank == 1 else x
+    """A (N, C, *spatial) view of a Keras-layout input, channels-last in memory if it was (N, *spatial, C);
+    1D inputs gain a leading spatial dimension of size 1."""
+    if rank == 1:
+        x = x.unsqueeze(1 if data_format == "channels_last" else 2)
+    return x.movedim(-1, 1) if data_format == "channels_last" else x
 
 
 def from_torch_layout(y: torch.Tensor, rank: int, data_format: str) -> torch.Tensor:
-    """Undo ``to_torch_layout`` on a 4D result (a view: no data moves)."""
+    """Undo ``to_torch_layout`` on the torch op's result (a view: no data moves)."""
     if data_format == "channels_last":
-        y = y.permute(0, 2, 3, 1)
-        return y.squeeze(1) if rank == 1 else y
-    return y.squeeze(2) if rank == 1 else y
+        y = y.movedim(1, -1)
+    if rank == 1:
+        y = y.squeeze(1 if data_format == "channels_last" else 2)
+    return y
 
 
-def as_2d(values: tuple[int, ...]) -> tuple[int, ...]:
-    """Per-dimension arguments of a 1D op, extended with the dummy height dimension."""
+def as_torch_dims(values: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-dimension arguments for the torch op: those of a 1D layer gain the dummy leading dimension."""
     return (1, *values) if len(values) == 1 else values
+
+
+def as_torch_kernel(kernel: torch.Tensor, rank: int) -> torch.Tensor:
+    """A torch-layout (out, in, *kernel_size) kernel with the dummy dimension a 1D op needs."""
+    return kernel.unsqueeze(2) if rank == 1 else kernel
 
 
 def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -121,19 +135,20 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[i
 
 
 def spatial_pads(
-    x4: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int]
+    x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int]
 ) -> list[tuple[int, int]]:
-    return [same_pads(x4.shape[2 + i], kernel[i], strides[i], dilation[i]) for i in range(2)]
+    """Keras "same" pads for every spatial dimension of a torch-layout (N, C, *spatial) tensor."""
+    return [same_pads(x.shape[2 + i], kernel[i], strides[i], dilation[i]) for i in range(len(kernel))]
 
 
 def pad_or_symmetric(
-    x4: torch.Tensor, pads: list[tuple[int, int]], value: float = 0.0
-) -> tuple[torch.Tensor, tuple[int, int]]:
+    x: torch.Tensor, pads: list[tuple[int, int]], value: float = 0.0
+) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Symmetric pads go to the torch op (no copy); asymmetric ones are applied with ``F.pad``."""
     if all(before == after for before, after in pads):
-        return x4, (pads[0][0], pads[1][0])
-    (top, bottom), (left, right) = pads
-    return F.pad(x4, (left, right, top, bottom), value=value), (0, 0)
+        return x, tuple(before for before, _ in pads)
+    flat = [amount for pair in reversed(pads) for amount in pair]  # F.pad lists the last dimension first
+    return F.pad(x, flat, value=value), (0,) * len(pads)
 
 
 def transpose_crops(

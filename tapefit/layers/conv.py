@@ -1,5 +1,6 @@
-"""``Conv1D`` and ``Conv2D`` (Keras semantics), and ``SpatialConv``, the base the depthwise, separable
-and transposed convolutions share: argument checks, padding, layout switch, activation and config.
+"""``Conv1D``, ``Conv2D`` and ``Conv3D`` (Keras semantics), and ``SpatialConv``, the base the
+depthwise, separable and transposed convolutions share: argument checks, padding, layout switch,
+activation and config.
 
 Kernels are stored in torch's layout (out, in / groups, *kernel_size) and read back in Keras's
 (*kernel_size, in / groups, out) by ``get_weights``; see ``_conv_utils`` for the zero-copy
@@ -17,14 +18,14 @@ from .. import activations, constraints, initializers, regularizers
 from . import _conv_utils as cu
 from .layer import Layer
 
-__all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D"]
+__all__ = ["Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D"]
 
 
 class SpatialConv(Layer):
     """What every convolution layer shares; subclasses create weights and call the torch op.
 
     Args:
-        rank: 1 or 2, the number of spatial dimensions.
+        rank: 1, 2 or 3, the number of spatial dimensions.
         allow_causal: whether ``padding="causal"`` is accepted (1D convolutions only).
     """
 
@@ -61,9 +62,10 @@ class SpatialConv(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
-        self._kernel_2d = cu.as_2d(self.kernel_size)
-        self._strides_2d = cu.as_2d(self.strides)
-        self._dilation_2d = cu.as_2d(self.dilation_rate)
+        # Per-dimension arguments of the torch op (rank max(rank, 2); see ``_conv_utils``).
+        self._op_kernel = cu.as_torch_dims(self.kernel_size)
+        self._op_strides = cu.as_torch_dims(self.strides)
+        self._op_dilation = cu.as_torch_dims(self.dilation_rate)
 
     @property
     def _owner(self) -> str:
@@ -83,19 +85,20 @@ class SpatialConv(Layer):
             constraint=self.bias_constraint,
         )
 
-    def _prepare(self, inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The input as a 4D torch-layout view plus the symmetric padding to hand to the torch op."""
+    def _prepare(self, inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """The input as a torch-layout view plus the symmetric padding to hand to the torch op."""
         cu.check_rank(inputs, self.rank, self._owner, self.data_format)
-        x4 = cu.to_torch_layout(inputs, self.rank, self.data_format)
+        x = cu.to_torch_layout(inputs, self.rank, self.data_format)
+        no_padding = (0,) * len(self._op_kernel)
         if self.padding == "same":
-            pads = cu.spatial_pads(x4, self._kernel_2d, self._strides_2d, self._dilation_2d)
-            return cu.pad_or_symmetric(x4, pads)
+            pads = cu.spatial_pads(x, self._op_kernel, self._op_strides, self._op_dilation)
+            return cu.pad_or_symmetric(x, pads)
         if self.padding == "causal":
-            return F.pad(x4, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0)), (0, 0)
-        return x4, (0, 0)
+            return F.pad(x, ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0)), no_padding
+        return x, no_padding
 
-    def _finish(self, y4: torch.Tensor) -> torch.Tensor:
-        y = self.activation(cu.from_torch_layout(y4, self.rank, self.data_format))
+    def _finish(self, y: torch.Tensor) -> torch.Tensor:
+        y = self.activation(cu.from_torch_layout(y, self.rank, self.data_format))
         if self.activity_regularizer is not None:
             self.add_loss(self.activity_regularizer(y) / y.shape[0])
         return y
@@ -120,9 +123,9 @@ class SpatialConv(Layer):
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             "bias_initializer": initializers.serialize(self.bias_initializer),
-            "bias_regularizer": cu.serialize_regularizer(self.bias_regularizer),
-            "activity_regularizer": cu.serialize_regularizer(self.activity_regularizer),
-            "bias_constraint": cu.serialize_constraint(self.bias_constraint),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         }
 
 
@@ -205,13 +208,14 @@ class BaseConv(SpatialConv):
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        x4, padding = self._prepare(inputs)
-        kernel = self.kernel.unsqueeze(2) if self.rank == 1 else self.kernel
+        x, padding = self._prepare(inputs)
+        kernel = cu.as_torch_kernel(self.kernel, self.rank)
+        conv = cu.torch_op("conv", self.rank)
         try:
-            y4 = F.conv2d(x4, kernel, self.bias, self._strides_2d, padding, self._dilation_2d, self.groups)
+            y = conv(x, kernel, self.bias, self._op_strides, padding, self._op_dilation, self.groups)
         except RuntimeError as e:
             self._explain(e, inputs, self._in_channels)
-        return self._finish(y4)
+        return self._finish(y)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -219,8 +223,8 @@ class BaseConv(SpatialConv):
             "filters": self.filters,
             "groups": self.groups,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": cu.serialize_regularizer(self.kernel_regularizer),
-            "kernel_constraint": cu.serialize_constraint(self.kernel_constraint),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
         }
 
 
@@ -333,5 +337,61 @@ class Conv2D(BaseConv):
         )
 
 
+class Conv3D(BaseConv):
+    """3D convolution over volumes (batch, depth, height, width, channels), Keras's ``Conv3D``.
+
+    ``channels_last`` inputs run as torch ``channels_last_3d`` views (no copies); "same" padding
+    follows Keras (the odd cell padded at the end). The kernel reads back as
+    (kd, kh, kw, in / groups, filters).
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.Conv3D(4, 3, strides=2, padding="same")(torch.ones(1, 8, 9, 9, 2)).shape
+        torch.Size([1, 4, 5, 5, 4])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = (1, 1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = (1, 1, 1),
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            3,
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            groups,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            activity_regularizer,
+            kernel_constraint,
+            bias_constraint,
+            **kwargs,
+        )
+
+
 Convolution1D = Conv1D
 Convolution2D = Conv2D
+Convolution3D = Conv3D

@@ -1,4 +1,5 @@
-"""``Conv1DTranspose`` / ``Conv2DTranspose`` with Keras's output sizes and ``output_padding``.
+"""``Conv1DTranspose`` / ``Conv2DTranspose`` / ``Conv3DTranspose`` with Keras's output sizes and
+``output_padding``.
 
 Keras defines the output as a window of the full transposed convolution (size
 ``(in - 1) * stride + dilated kernel``); when that window is expressible as torch's symmetric
@@ -18,7 +19,14 @@ from .. import constraints, initializers, regularizers
 from . import _conv_utils as cu
 from .conv import SpatialConv
 
-__all__ = ["Conv1DTranspose", "Conv2DTranspose", "Convolution1DTranspose", "Convolution2DTranspose"]
+__all__ = [
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "Convolution1DTranspose",
+    "Convolution2DTranspose",
+    "Convolution3DTranspose",
+]
 
 
 class BaseConvTranspose(SpatialConv):
@@ -86,15 +94,14 @@ class BaseConvTranspose(SpatialConv):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self._plan = self._torch_plan()
 
-    def _torch_plan(self) -> tuple[tuple[int, int], tuple[int, int], list[tuple[int, int] | None]]:
-        """Torch padding, torch output_padding, and the crops left to do by hand, per 2D dimension."""
-        pads, extras, crops = [0], [0], [None]
-        if self.rank == 2:
-            pads, extras, crops = [], [], []
-        for i in range(self.rank):
-            op = None if self.output_padding is None else self.output_padding[i]
-            s, d = self.strides[i], self.dilation_rate[i]
-            before, after = cu.transpose_crops(self.kernel_size[i], s, d, self.padding, op)
+    def _torch_plan(self) -> tuple[tuple[int, ...], tuple[int, ...], list[tuple[int, int] | None]]:
+        """Torch padding, torch output_padding, and the crops left to do by hand, per torch dimension."""
+        output_padding = self.output_padding or (None,) * self.rank
+        if self.rank == 1:  # the dummy leading dimension: kernel 1, stride 1, nothing to crop
+            output_padding = (None, *output_padding)
+        pads, extras, crops = [], [], []
+        for k, s, d, op in zip(self._op_kernel, self._op_strides, self._op_dilation, output_padding):
+            before, after = cu.transpose_crops(k, s, d, self.padding, op)
             if before >= 0 and 0 <= before - after < max(s, d):
                 pads.append(before)
                 extras.append(before - after)
@@ -122,20 +129,21 @@ class BaseConvTranspose(SpatialConv):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         cu.check_rank(inputs, self.rank, self._owner, self.data_format)
-        x4 = cu.to_torch_layout(inputs, self.rank, self.data_format)
-        kernel = self.kernel.unsqueeze(2) if self.rank == 1 else self.kernel
+        x = cu.to_torch_layout(inputs, self.rank, self.data_format)
+        kernel = cu.as_torch_kernel(self.kernel, self.rank)
+        conv_transpose = cu.torch_op("conv_transpose", self.rank)
         pads, extras, crops = self._plan
         by_hand = any(c is not None for c in crops)
         try:
             bias = None if by_hand else self.bias
-            y4 = F.conv_transpose2d(x4, kernel, bias, self._strides_2d, pads, extras, 1, self._dilation_2d)
+            y = conv_transpose(x, kernel, bias, self._op_strides, pads, extras, 1, self._op_dilation)
         except RuntimeError as e:
             self._explain(e, inputs, self._in_channels)
         if by_hand:
-            y4 = _crop_or_extend(y4, crops)
+            y = _crop_or_extend(y, crops)
             if self.bias is not None:
-                y4 = y4 + self.bias.view(1, -1, 1, 1)
-        return self._finish(y4)
+                y = y + self.bias.view(1, -1, *(1,) * len(crops))
+        return self._finish(y)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -143,22 +151,23 @@ class BaseConvTranspose(SpatialConv):
             "filters": self.filters,
             "output_padding": self.output_padding,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": cu.serialize_regularizer(self.kernel_regularizer),
-            "kernel_constraint": cu.serialize_constraint(self.kernel_constraint),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
         }
 
 
-def _crop_or_extend(y4: torch.Tensor, crops: list[tuple[int, int] | None]) -> torch.Tensor:
-    """Cut (before, after) from dims 2 and 3 of ``y4``; negative amounts add zeros instead."""
+def _crop_or_extend(y: torch.Tensor, crops: list[tuple[int, int] | None]) -> torch.Tensor:
+    """Cut (before, after) from each spatial dimension of a (N, C, *spatial) ``y``; negative amounts
+    add zeros instead."""
     index: list[slice] = [slice(None), slice(None)]
     pads: list[int] = []
     for dim, crop in enumerate(crops):
         before, after = crop or (0, 0)
-        size = y4.shape[2 + dim]
+        size = y.shape[2 + dim]
         index.append(slice(max(before, 0), size - max(after, 0)))
         pads = [max(-before, 0), max(-after, 0), *pads]
-    y4 = y4[tuple(index)]
-    return F.pad(y4, pads) if any(pads) else y4
+    y = y[tuple(index)]
+    return F.pad(y, pads) if any(pads) else y
 
 
 class Conv1DTranspose(BaseConvTranspose):
@@ -259,5 +268,59 @@ class Conv2DTranspose(BaseConvTranspose):
         )
 
 
+class Conv3DTranspose(BaseConvTranspose):
+    """3D transposed convolution, Keras's ``Conv3DTranspose``; kernel (kd, kh, kw, filters, in).
+
+    As in Keras, ``data_format`` comes before ``output_padding`` in this layer's signature.
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.Conv3DTranspose(2, 3, strides=2, padding="same")(torch.ones(1, 4, 5, 5, 8)).shape
+        torch.Size([1, 8, 10, 10, 2])
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = (1, 1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        output_padding: Any = None,
+        dilation_rate: Any = (1, 1, 1),
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            3,
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            output_padding,
+            data_format,
+            dilation_rate,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            activity_regularizer,
+            kernel_constraint,
+            bias_constraint,
+            **kwargs,
+        )
+
+
 Convolution1DTranspose = Conv1DTranspose
 Convolution2DTranspose = Conv2DTranspose
+Convolution3DTranspose = Conv3DTranspose

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from .. import constraints, initializers, regularizers
-from . import _conv_utils as cu
 from .conv import SpatialConv
 
 __all__ = ["DepthwiseConv1D", "DepthwiseConv2D"]
@@ -86,9 +85,9 @@ class BaseDepthwiseConv(SpatialConv):
         """The depthwise conv of ``inputs`` as a 4D torch-layout tensor (not yet permuted back)."""
         x4, padding = self._prepare(inputs)
         channels = kernel.shape[0]
-        weight = kernel.reshape(channels * self.depth_multiplier, 1, *self._kernel_2d)
+        weight = kernel.reshape(channels * self.depth_multiplier, 1, *self._op_kernel)
         try:
-            return F.conv2d(x4, weight, bias, self._strides_2d, padding, self._dilation_2d, channels)
+            return F.conv2d(x4, weight, bias, self._op_strides, padding, self._op_dilation, channels)
         except RuntimeError as e:
             self._explain(e, inputs, channels)
 
@@ -106,8 +105,8 @@ class BaseDepthwiseConv(SpatialConv):
             **super().get_config(),
             "depth_multiplier": self.depth_multiplier,
             "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
-            "depthwise_regularizer": cu.serialize_regularizer(self.depthwise_regularizer),
-            "depthwise_constraint": cu.serialize_constraint(self.depthwise_constraint),
+            "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
+            "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
         }
 
 

@@ -278,10 +278,15 @@ class Layer(CallMixin, nn.Module):
                         yield None, n, b
 
     def get_weights(self) -> list[np.ndarray]:
-        """Weights as numpy arrays in Keras layout (Dense kernel (in, out), Conv2D (kh, kw, in, out))."""
+        """Weights as numpy arrays in Keras layout (Dense kernel (in, out), Conv2D (kh, kw, in, out)).
+
+        bfloat16 weights, which numpy cannot hold, come back as float32 arrays of the same values.
+        """
         out = []
         for owner, attr, w in self._keras_layout():
             t = w.detach()
+            if t.dtype == torch.bfloat16:
+                t = t.float()
             perm = owner._storage_perms.get(attr) if owner is not None else None
             if perm is not None:
                 t = t.permute(*np.argsort(perm).tolist())

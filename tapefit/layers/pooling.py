@@ -1,5 +1,5 @@
-"""Pooling layers (Keras semantics): ``MaxPooling1D/2D``, ``AveragePooling1D/2D`` and the global
-poolings ``GlobalAveragePooling1D/2D``, ``GlobalMaxPooling1D/2D``.
+"""Pooling layers (Keras semantics): ``MaxPooling1D/2D/3D``, ``AveragePooling1D/2D/3D`` and the
+global poolings ``GlobalAveragePooling1D/2D/3D``, ``GlobalMaxPooling1D/2D/3D``.
 
 ``padding="same"`` follows Keras/TF: the output is ``ceil(in / stride)``, padded cells never win a
 max and are left out of an average's count. Symmetric padding is handed to torch; asymmetric
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from . import _conv_utils as cu
 from .layer import Layer
@@ -20,25 +19,33 @@ from .layer import Layer
 __all__ = [
     "AveragePooling1D",
     "AveragePooling2D",
+    "AveragePooling3D",
     "AvgPool1D",
     "AvgPool2D",
+    "AvgPool3D",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
     "GlobalMaxPool1D",
     "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "MaxPool1D",
     "MaxPool2D",
+    "MaxPool3D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "MaxPooling3D",
 ]
 
 
 class BasePooling(Layer):
-    """Max or average pooling over 1 or 2 spatial dimensions."""
+    """Max or average pooling over 1, 2 or 3 spatial dimensions."""
 
     _mode = "max"
 
@@ -58,26 +65,27 @@ class BasePooling(Layer):
         self.strides = cu.standardize_tuple(pool_size if strides is None else strides, rank, "strides", owner)
         self.padding = cu.standardize_padding(padding, owner)
         self.data_format = cu.standardize_data_format(data_format, owner)
-        self._pool_2d = cu.as_2d(self.pool_size)
-        self._strides_2d = cu.as_2d(self.strides)
+        self._op_pool = cu.as_torch_dims(self.pool_size)
+        self._op_strides = cu.as_torch_dims(self.strides)
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         owner = f"{type(self).__name__} {self.name!r}"
         cu.check_rank(inputs, self.rank, owner, self.data_format)
-        x4 = cu.to_torch_layout(inputs, self.rank, self.data_format)
-        pads = [(0, 0), (0, 0)]
+        x = cu.to_torch_layout(inputs, self.rank, self.data_format)
+        dims = len(self._op_pool)
+        pads = [(0, 0)] * dims
         if self.padding == "same":
-            pads = cu.spatial_pads(x4, self._pool_2d, self._strides_2d, (1, 1))
-        elif any(x4.shape[2 + i] < self._pool_2d[i] for i in range(2)):
+            pads = cu.spatial_pads(x, self._op_pool, self._op_strides, (1,) * dims)
+        elif any(x.shape[2 + i] < self._op_pool[i] for i in range(dims)):
             raise ValueError(
                 f"{owner}: input of shape {tuple(inputs.shape)} is smaller than pool_size "
                 f"{self.pool_size} with padding='valid'; use padding='same' or a larger input."
             )
-        y4 = self._pool(x4, pads)
-        return cu.from_torch_layout(y4, self.rank, self.data_format)
+        y = self._pool(x, pads)
+        return cu.from_torch_layout(y, self.rank, self.data_format)
 
-    def _pool(self, x4: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
+    def _pool(self, x: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -91,21 +99,22 @@ class BasePooling(Layer):
 
 
 class _MaxPool(BasePooling):
-    def _pool(self, x4: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
-        low = -float("inf") if x4.is_floating_point() else torch.iinfo(x4.dtype).min
-        x4, padding = cu.pad_or_symmetric(x4, pads, value=low)
-        return F.max_pool2d(x4, self._pool_2d, self._strides_2d, padding)
+    def _pool(self, x: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
+        low = -float("inf") if x.is_floating_point() else torch.iinfo(x.dtype).min
+        x, padding = cu.pad_or_symmetric(x, pads, value=low)
+        return cu.torch_op("max_pool", self.rank)(x, self._op_pool, self._op_strides, padding)
 
 
 class _AvgPool(BasePooling):
-    def _pool(self, x4: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
-        padded, padding = cu.pad_or_symmetric(x4, pads)
-        if padded is x4:
-            return F.avg_pool2d(x4, self._pool_2d, self._strides_2d, padding, count_include_pad=False)
+    def _pool(self, x: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
+        avg_pool = cu.torch_op("avg_pool", self.rank)
+        padded, padding = cu.pad_or_symmetric(x, pads)
+        if padded is x:
+            return avg_pool(x, self._op_pool, self._op_strides, padding, count_include_pad=False)
         # Asymmetric: average the zero-padded input, then rescale by the share of real cells per window.
-        ones = torch.ones((1, 1, *x4.shape[2:]), dtype=x4.dtype, device=x4.device)
-        share = F.avg_pool2d(cu.pad_or_symmetric(ones, pads)[0], self._pool_2d, self._strides_2d)
-        return F.avg_pool2d(padded, self._pool_2d, self._strides_2d) / share
+        ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+        share = avg_pool(cu.pad_or_symmetric(ones, pads)[0], self._op_pool, self._op_strides)
+        return avg_pool(padded, self._op_pool, self._op_strides) / share
 
 
 class MaxPooling1D(_MaxPool):
@@ -168,6 +177,40 @@ class AveragePooling2D(_AvgPool):
         **kwargs: Any,
     ):
         super().__init__(2, pool_size, strides, padding, data_format, **kwargs)
+
+
+class MaxPooling3D(_MaxPool):
+    """Max pooling over volumes, Keras's ``MaxPooling3D`` (``strides`` defaults to ``pool_size``).
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.MaxPooling3D(padding="same")(torch.ones(1, 5, 4, 3, 2)).shape
+        torch.Size([1, 3, 2, 2, 2])
+    """
+
+    def __init__(
+        self,
+        pool_size: Any = (2, 2, 2),
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(3, pool_size, strides, padding, data_format, **kwargs)
+
+
+class AveragePooling3D(_AvgPool):
+    """Average pooling over volumes, Keras's ``AveragePooling3D``; "same" padding is not counted."""
+
+    def __init__(
+        self,
+        pool_size: Any,
+        strides: Any = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(3, pool_size, strides, padding, data_format, **kwargs)
 
 
 class BaseGlobalPooling(Layer):
@@ -246,7 +289,39 @@ class GlobalMaxPooling2D(BaseGlobalPooling):
         return inputs.amax(dim=self._axes, keepdim=self.keepdims)
 
 
-MaxPool1D, MaxPool2D = MaxPooling1D, MaxPooling2D
-AvgPool1D, AvgPool2D = AveragePooling1D, AveragePooling2D
-GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
-GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
+class GlobalAveragePooling3D(BaseGlobalPooling):
+    """Mean over depth, height and width, Keras's ``GlobalAveragePooling3D``.
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.GlobalAveragePooling3D()(torch.ones(2, 3, 4, 4, 8)).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
+        super().__init__(3, data_format, keepdims, **kwargs)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        return inputs.mean(dim=self._axes, keepdim=self.keepdims)
+
+
+class GlobalMaxPooling3D(BaseGlobalPooling):
+    """Max over depth, height and width, Keras's ``GlobalMaxPooling3D``."""
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
+        super().__init__(3, data_format, keepdims, **kwargs)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        return inputs.amax(dim=self._axes, keepdim=self.keepdims)
+
+
+MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
+AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = (
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+)
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D

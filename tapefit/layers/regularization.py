@@ -1,6 +1,7 @@
-"""Noise layers active only in training: ``Dropout`` (inverted, with Keras's ``noise_shape`` and
-``seed``), ``SpatialDropout1D/2D/3D``, ``GaussianNoise`` and ``GaussianDropout``. At inference they
-return their input unchanged."""
+"""Regularization layers. Noise active only in training: ``Dropout`` (inverted, with Keras's
+``noise_shape`` and ``seed``), ``SpatialDropout1D/2D/3D``, ``GaussianNoise``, ``GaussianDropout`` and
+``AlphaDropout``; at inference they return their input unchanged. ``ActivityRegularization`` adds an
+L1/L2 penalty on its input to ``model.losses``."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import config
+from .. import config, regularizers
 from .layer import Layer
 
 __all__ = [
+    "ActivityRegularization",
+    "AlphaDropout",
     "Dropout",
     "GaussianDropout",
     "GaussianNoise",
@@ -30,18 +33,18 @@ def _check_rate(layer: str, name: str, value: float) -> float:
     return float(value)
 
 
-def _check_noise_shape(noise_shape: Any) -> tuple[int | None, ...] | None:
+def _check_noise_shape(noise_shape: Any, layer: str = "Dropout") -> tuple[int | None, ...] | None:
     if noise_shape is None:
         return None
     if isinstance(noise_shape, str) or not isinstance(noise_shape, Sequence):
         raise ValueError(
-            f"Dropout: noise_shape must be a tuple of ints (or None for the input's size), got "
+            f"{layer}: noise_shape must be a tuple of ints (or None for the input's size), got "
             f"{noise_shape!r}"
         )
     for i, d in enumerate(noise_shape):
         if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d <= 0):
             raise ValueError(
-                f"Dropout: noise_shape entries must be positive ints or None; entry {i} is {d!r}"
+                f"{layer}: noise_shape entries must be positive ints or None; entry {i} is {d!r}"
             )
     return tuple(noise_shape)
 
@@ -66,6 +69,18 @@ class _SeededNoise(Layer):
             self._generator = torch.Generator(device=device)
             self._generator.manual_seed(self.seed)
         return self._generator
+
+
+def _concrete_noise_shape(layer: Layer, noise_shape: Any, inputs: torch.Tensor) -> tuple[int, ...] | None:
+    """``noise_shape`` with its ``None`` entries replaced by the input's sizes (Keras's rule)."""
+    if noise_shape is None:
+        return None
+    if len(noise_shape) != inputs.dim():
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r}: noise_shape {noise_shape} has "
+            f"{len(noise_shape)} axes but the input has shape {tuple(inputs.shape)}."
+        )
+    return tuple(s if n is None else n for n, s in zip(noise_shape, inputs.shape))
 
 
 class Dropout(_SeededNoise):
@@ -96,14 +111,7 @@ class Dropout(_SeededNoise):
         self.noise_shape = _check_noise_shape(noise_shape)
 
     def _noise_shape(self, inputs: torch.Tensor) -> tuple[int, ...] | None:
-        if self.noise_shape is None:
-            return None
-        if len(self.noise_shape) != inputs.dim():
-            raise ValueError(
-                f"{type(self).__name__} {self.name!r}: noise_shape {self.noise_shape} has "
-                f"{len(self.noise_shape)} axes but the input has shape {tuple(inputs.shape)}."
-            )
-        return tuple(s if n is None else n for n, s in zip(self.noise_shape, inputs.shape))
+        return _concrete_noise_shape(self, self.noise_shape, inputs)
 
     def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
         if not training or self.rate == 0:
@@ -239,3 +247,97 @@ class GaussianDropout(_SeededNoise):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+# SELU's constants: AlphaDropout sets dropped units to SELU's negative saturation -alpha * scale.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class AlphaDropout(_SeededNoise):
+    """Dropout for self-normalizing (SELU) networks: keeps the inputs' mean and variance.
+
+    In training each unit is kept with probability ``1 - rate``, otherwise set to SELU's negative
+    saturation ``alpha_p = -alpha * scale``; the result goes through ``a * x + b`` with
+    ``a = ((1 - rate) * (1 + rate * alpha_p**2)) ** -0.5`` and ``b = -a * alpha_p * rate`` (Keras's
+    formula), so zero-mean unit-variance inputs stay so. ``noise_shape`` works as in ``Dropout``.
+
+    Example:
+        >>> import torch, tapefit
+        >>> y = tapefit.layers.AlphaDropout(0.2, seed=0)(torch.randn(100_000), training=True)
+        >>> abs(y.mean().item()) < 0.02 and abs(y.std().item() - 1) < 0.02
+        True
+    """
+
+    _preserves_shape = True
+
+    def __init__(
+        self,
+        rate: float,
+        noise_shape: Sequence[int | None] | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        rate = _check_rate("AlphaDropout", "rate", rate)
+        if rate == 1:
+            raise ValueError("AlphaDropout: rate must be below 1 (the scale is ((1 - rate) * ...) ** -0.5).")
+        super().__init__(seed=seed, **kwargs)
+        self.rate = rate
+        self.noise_shape = _check_noise_shape(noise_shape, "AlphaDropout")
+
+    def call(self, inputs: torch.Tensor, training: bool = False) -> torch.Tensor:
+        if not training or self.rate == 0:
+            return inputs
+        shape = _concrete_noise_shape(self, self.noise_shape, inputs) or inputs.shape
+        uniform = torch.rand(shape, generator=self._gen(inputs.device), device=inputs.device)
+        alpha_p = -_SELU_ALPHA * _SELU_SCALE
+        a = ((1 - self.rate) * (1 + self.rate * alpha_p**2)) ** -0.5
+        b = -a * alpha_p * self.rate
+        return torch.where(uniform >= self.rate, inputs, alpha_p) * a + b
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "seed": self.seed,
+            "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
+        }
+
+
+class ActivityRegularization(Layer):
+    """Returns its input unchanged and adds ``(l1 * sum(|x|) + l2 * sum(x**2)) / batch_size`` to
+    ``losses`` on every call (training or not), as Keras's activity regularizers do.
+
+    Example:
+        >>> import torch, tapefit
+        >>> layer = tapefit.layers.ActivityRegularization(l2=0.5)
+        >>> _ = layer(torch.ones(2, 3))
+        >>> [v.item() for v in layer.losses]  # 0.5 * 6 / 2
+        [1.5]
+    """
+
+    _preserves_shape = True
+
+    _masks_by_default = True
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        for name, value in (("l1", l1), ("l2", l2)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(
+                    f"ActivityRegularization: {name} must be a non-negative number, got {value!r}"
+                )
+        self.l1, self.l2 = float(l1), float(l2)
+        self.activity_regularizer = regularizers.L1L2(l1=self.l1, l2=self.l2)
+        self.built = True
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        loss = self.activity_regularizer(inputs)
+        if inputs.dim() > 0:
+            # Keras divides with divide_no_nan: an empty batch adds 0, not nan.
+            loss = loss / max(inputs.shape[0], 1)
+        self.add_loss(loss)
+        return inputs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "l1": self.l1, "l2": self.l2}

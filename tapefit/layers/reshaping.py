@@ -1,5 +1,5 @@
 """Reshaping layers (Keras semantics): ``Flatten``, ``Reshape``, ``Permute``, ``RepeatVector``,
-``ZeroPadding1D/2D``, ``Cropping1D/2D`` and ``UpSampling1D/2D``.
+``ZeroPadding1D/2D/3D``, ``Cropping1D/2D/3D`` and ``UpSampling1D/2D/3D``.
 
 Shapes and axes are Keras's (batch first, ``channels_last`` by default); ``Flatten`` of an image
 therefore flattens in (H, W, C) order, as Keras does, whatever the tensor's memory format.
@@ -20,14 +20,17 @@ from .layer import Layer
 __all__ = [
     "Cropping1D",
     "Cropping2D",
+    "Cropping3D",
     "Flatten",
     "Permute",
     "RepeatVector",
     "Reshape",
     "UpSampling1D",
     "UpSampling2D",
+    "UpSampling3D",
     "ZeroPadding1D",
     "ZeroPadding2D",
+    "ZeroPadding3D",
 ]
 
 
@@ -159,22 +162,25 @@ class RepeatVector(_Stateless):
         return {**super().get_config(), "n": self.n}
 
 
-def _pairs(value: Any, name: str, owner: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``int`` | ``(h, w)`` | ``((top, bottom), (left, right))`` -> the last form."""
+_PAIR_FORMS = {
+    2: "a tuple (height, width) or ((top, bottom), (left, right))",
+    3: "a tuple (depth, height, width) or ((front, back), (top, bottom), (left, right))",
+}
+
+
+def _pairs(value: Any, rank: int, name: str, owner: str) -> tuple[tuple[int, int], ...]:
+    """``int`` | one int per axis | one (before, after) pair per axis -> the last form."""
     if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(
-            f"{owner}: `{name}` must be an int, a tuple (height, width) or "
-            f"((top, bottom), (left, right)); got {value!r}."
-        )
-    height = cu.standardize_tuple(value[0], 2, f"{name}[0]", owner, allow_zero=True)
-    width = cu.standardize_tuple(value[1], 2, f"{name}[1]", owner, allow_zero=True)
-    return height, width
+        value = (value,) * rank
+    if not isinstance(value, (tuple, list)) or len(value) != rank:
+        raise ValueError(f"{owner}: `{name}` must be an int, {_PAIR_FORMS[rank]}; got {value!r}.")
+    return tuple(
+        cu.standardize_tuple(v, 2, f"{name}[{i}]", owner, allow_zero=True) for i, v in enumerate(value)
+    )
 
 
 class _Spatial(_Stateless):
-    """A reshaping layer over 1 or 2 spatial axes of a (batch, ..., channels) tensor."""
+    """A reshaping layer over 1, 2 or 3 spatial axes of a (batch, ..., channels) tensor."""
 
     rank = 2
 
@@ -210,7 +216,25 @@ class ZeroPadding1D(_Spatial):
         return {**super().get_config(), "padding": self.padding}
 
 
-class ZeroPadding2D(_Spatial):
+class _ZeroPadding(_Spatial):
+    """Zero padding of every spatial axis by its own (before, after) pair."""
+
+    def __init__(self, padding: Any, data_format: str | None = None, **kwargs: Any):
+        super().__init__(data_format, **kwargs)
+        self.padding = _pairs(padding, self.rank, "padding", type(self).__name__)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        pads = [amount for pair in reversed(self.padding) for amount in pair]  # F.pad: last axis first
+        if self.data_format == "channels_last":
+            pads = [0, 0, *pads]
+        return F.pad(inputs, pads)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "padding": self.padding}
+
+
+class ZeroPadding2D(_ZeroPadding):
     """Pad images with zeros: ``padding`` is an int, (h, w) or ((top, bottom), (left, right)).
 
     Example:
@@ -220,18 +244,24 @@ class ZeroPadding2D(_Spatial):
     """
 
     def __init__(self, padding: Any = (1, 1), data_format: str | None = None, **kwargs: Any):
-        super().__init__(data_format, **kwargs)
-        self.padding = _pairs(padding, "padding", "ZeroPadding2D")
+        super().__init__(padding, data_format, **kwargs)
 
-    def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        self._check(inputs)
-        (top, bottom), (left, right) = self.padding
-        if self.data_format == "channels_last":
-            return F.pad(inputs, (0, 0, left, right, top, bottom))
-        return F.pad(inputs, (left, right, top, bottom))
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "padding": self.padding}
+class ZeroPadding3D(_ZeroPadding):
+    """Pad volumes with zeros: ``padding`` is an int, (d, h, w) or one (before, after) pair per axis.
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.ZeroPadding3D(((1, 0), 2, (0, 3)))(torch.ones(1, 4, 4, 4, 3)).shape
+        torch.Size([1, 5, 8, 7, 3])
+    """
+
+    rank = 3
+
+    def __init__(
+        self, padding: Any = ((1, 1), (1, 1), (1, 1)), data_format: str | None = None, **kwargs: Any
+    ):
+        super().__init__(padding, data_format, **kwargs)
 
 
 class Cropping1D(_Stateless):
@@ -255,16 +285,16 @@ class Cropping1D(_Stateless):
         return {**super().get_config(), "cropping": self.cropping}
 
 
-class Cropping2D(_Spatial):
-    """Cut rows and columns from images (a view): ``cropping`` as in ``ZeroPadding2D``."""
+class _Cropping(_Spatial):
+    """Cut (before, after) cells from every spatial axis (a view)."""
 
-    def __init__(self, cropping: Any = ((0, 0), (0, 0)), data_format: str | None = None, **kwargs: Any):
+    def __init__(self, cropping: Any, data_format: str | None = None, **kwargs: Any):
         super().__init__(data_format, **kwargs)
-        self.cropping = _pairs(cropping, "cropping", "Cropping2D")
+        self.cropping = _pairs(cropping, self.rank, "cropping", type(self).__name__)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check(inputs)
-        index: list[slice] = [slice(None)] * 4
+        index: list[slice] = [slice(None)] * inputs.dim()
         for axis, (before, after) in zip(self._spatial_axes, self.cropping):
             size = inputs.shape[axis]
             if before + after >= size:
@@ -277,6 +307,30 @@ class Cropping2D(_Spatial):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "cropping": self.cropping}
+
+
+class Cropping2D(_Cropping):
+    """Cut rows and columns from images (a view): ``cropping`` as in ``ZeroPadding2D``."""
+
+    def __init__(self, cropping: Any = ((0, 0), (0, 0)), data_format: str | None = None, **kwargs: Any):
+        super().__init__(cropping, data_format, **kwargs)
+
+
+class Cropping3D(_Cropping):
+    """Cut cells from the three spatial axes of volumes (a view): ``cropping`` as in ``ZeroPadding3D``.
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.Cropping3D(((1, 0), 1, (0, 2)))(torch.ones(1, 4, 4, 4, 3)).shape
+        torch.Size([1, 3, 2, 2, 3])
+    """
+
+    rank = 3
+
+    def __init__(
+        self, cropping: Any = ((1, 1), (1, 1), (1, 1)), data_format: str | None = None, **kwargs: Any
+    ):
+        super().__init__(cropping, data_format, **kwargs)
 
 
 class UpSampling1D(_Stateless):
@@ -296,6 +350,19 @@ class UpSampling1D(_Stateless):
         return {**super().get_config(), "size": self.size}
 
 
+_TORCH_MODES = {"nearest": "nearest-exact", "bilinear": "bilinear"}
+
+
+def _resize(inputs: torch.Tensor, factors: tuple[int, ...], data_format: str, mode: str) -> torch.Tensor:
+    """Scale every spatial axis by its integer factor; in the input's memory format (no NHWC copy)."""
+    rank = len(factors)
+    x = cu.to_torch_layout(inputs, rank, data_format)
+    out_size = tuple(n * f for n, f in zip(x.shape[2:], factors))
+    align = False if mode == "bilinear" else None
+    y = F.interpolate(x, size=out_size, mode=_TORCH_MODES[mode], align_corners=align)
+    return cu.from_torch_layout(y, rank, data_format)
+
+
 class UpSampling2D(_Spatial):
     """Enlarge images by integer factors ``size`` with "nearest" (repeat) or "bilinear" interpolation.
 
@@ -307,8 +374,6 @@ class UpSampling2D(_Spatial):
         torch.Size([1, 8, 12, 3])
     """
 
-    _MODES = {"nearest": "nearest-exact", "bilinear": "bilinear"}
-
     def __init__(
         self,
         size: Any = (2, 2),
@@ -319,7 +384,7 @@ class UpSampling2D(_Spatial):
         super().__init__(data_format, **kwargs)
         self.size = cu.standardize_tuple(size, 2, "size", "UpSampling2D")
         mode = interpolation.lower() if isinstance(interpolation, str) else interpolation
-        if mode not in self._MODES:
+        if mode not in _TORCH_MODES:
             raise ValueError(
                 f"UpSampling2D: `interpolation` must be 'nearest' or 'bilinear', got {interpolation!r}."
             )
@@ -327,11 +392,30 @@ class UpSampling2D(_Spatial):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check(inputs)
-        x4 = cu.to_torch_layout(inputs, 2, self.data_format)
-        out_size = (x4.shape[2] * self.size[0], x4.shape[3] * self.size[1])
-        align = False if self.interpolation == "bilinear" else None
-        y4 = F.interpolate(x4, size=out_size, mode=self._MODES[self.interpolation], align_corners=align)
-        return cu.from_torch_layout(y4, 2, self.data_format)
+        return _resize(inputs, self.size, self.data_format, self.interpolation)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "size": self.size, "interpolation": self.interpolation}
+
+
+class UpSampling3D(_Spatial):
+    """Enlarge volumes by integer factors ``size`` (depth, height, width), repeating every cell.
+
+    Example:
+        >>> import torch, tapefit
+        >>> tapefit.layers.UpSampling3D((1, 2, 3))(torch.ones(1, 2, 4, 4, 3)).shape
+        torch.Size([1, 2, 8, 12, 3])
+    """
+
+    rank = 3
+
+    def __init__(self, size: Any = (2, 2, 2), data_format: str | None = None, **kwargs: Any):
+        super().__init__(data_format, **kwargs)
+        self.size = cu.standardize_tuple(size, 3, "size", "UpSampling3D")
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        return _resize(inputs, self.size, self.data_format, "nearest")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "size": self.size}

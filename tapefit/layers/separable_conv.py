@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from .. import constraints, initializers, regularizers
-from . import _conv_utils as cu
 from .depthwise_conv import BaseDepthwiseConv
 
 __all__ = ["SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D"]
@@ -97,8 +96,8 @@ class BaseSeparableConv(BaseDepthwiseConv):
             **super().get_config(),
             "filters": self.filters,
             "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
-            "pointwise_regularizer": cu.serialize_regularizer(self.pointwise_regularizer),
-            "pointwise_constraint": cu.serialize_constraint(self.pointwise_constraint),
+            "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
+            "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
         }
 
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tapefit.layers.dense import Dense
+from tapefit.variables import Variable
 from tests.keras_parity import assert_config_round_trip, assert_layer_parity, keras, random_input
 
 
@@ -51,3 +52,16 @@ def test_functional_call_swaps_the_weights():
     got = torch.func.functional_call(layer, {"kernel": kernel, "bias": bias}, (x,))
     torch.testing.assert_close(got, x @ kernel + bias)
     np.testing.assert_array_equal(layer.kernel.detach().numpy() != kernel.numpy(), True)
+
+
+def test_bfloat16_weights_come_back_as_float32_arrays_of_the_same_values():
+    layer = Dense(3, dtype="bfloat16")
+    layer.build((None, 4))
+    kernel, bias = layer.get_weights()
+    assert kernel.dtype == np.float32
+    np.testing.assert_array_equal(kernel, layer.kernel.detach().float().numpy())
+    variable = Variable(layer.kernel.detach())
+    np.testing.assert_array_equal(variable.numpy(), kernel)
+    layer.set_weights([kernel * 2, bias])
+    assert layer.kernel.dtype == torch.bfloat16
+    np.testing.assert_array_equal(layer.get_weights()[0], kernel * 2)
