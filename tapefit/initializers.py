@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,8 +35,16 @@ __all__ = [
 ]
 
 
-def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Keras's fans: for a conv kernel (kh, kw, in, out), fan_in = kh*kw*in, fan_out = kh*kw*out."""
+def compute_fans(
+    shape: tuple[int, ...], input_axes: Sequence[int] | None = None, output_axes: Sequence[int] | None = None
+) -> tuple[int, int]:
+    """Keras's fans: for a conv kernel (kh, kw, in, out), fan_in = kh*kw*in, fan_out = kh*kw*out.
+
+    With ``input_axes`` and ``output_axes`` (an ``EinsumDense`` kernel such as (dim, heads, key_dim)),
+    the fans are the products of the sizes on those axes.
+    """
+    if input_axes is not None and output_axes is not None:
+        return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
     if len(shape) < 1:
         return 1, 1
     if len(shape) == 1:
@@ -145,6 +154,8 @@ class VarianceScaling(Initializer):
         mode: str = "fan_in",
         distribution: str = "truncated_normal",
         seed: int | None = None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
     ):
         if scale <= 0:
             raise ValueError(f"VarianceScaling: scale must be positive, got {scale}")
@@ -156,9 +167,11 @@ class VarianceScaling(Initializer):
                 f"or 'uniform', got {distribution!r}"
             )
         self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
+        self.input_axes = None if input_axes is None else list(input_axes)
+        self.output_axes = None if output_axes is None else list(output_axes)
 
     def generate(self, out: torch.Tensor) -> torch.Tensor:
-        fan_in, fan_out = compute_fans(tuple(out.shape))
+        fan_in, fan_out = compute_fans(tuple(out.shape), self.input_axes, self.output_axes)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         scale = self.scale / max(1.0, fan)
         gen = self._generator(out.device)
@@ -170,15 +183,27 @@ class VarianceScaling(Initializer):
         return out.uniform_(-limit, limit, generator=gen)
 
     def get_config(self) -> dict[str, Any]:
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "seed": self.seed,
+            "input_axes": self.input_axes,
+            "output_axes": self.output_axes,
+        }
 
 
 def _preset(name: str, scale: float, mode: str, distribution: str) -> type[VarianceScaling]:
-    def __init__(self: VarianceScaling, seed: int | None = None) -> None:
-        VarianceScaling.__init__(self, scale, mode, distribution, seed)
+    def __init__(
+        self: VarianceScaling,
+        seed: int | None = None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> None:
+        VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes, output_axes)
 
     def get_config(self: VarianceScaling) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
     return type(
         name,

@@ -87,7 +87,14 @@ def test_simple_initializers_and_seeds():
         initializers.get("glorot_unifrom")
     cfg = initializers.serialize(initializers.VarianceScaling(2.0, "fan_out", "uniform", seed=1))
     again = initializers.deserialize(cfg)
-    assert again.get_config() == {"scale": 2.0, "mode": "fan_out", "distribution": "uniform", "seed": 1}
+    assert again.get_config() == {
+        "scale": 2.0,
+        "mode": "fan_out",
+        "distribution": "uniform",
+        "seed": 1,
+        "input_axes": None,
+        "output_axes": None,
+    }
 
 
 def test_regularizers_match_keras_and_reach_model_losses():

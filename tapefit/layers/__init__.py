@@ -15,6 +15,15 @@ from .activation_layers import (
 from .activation_layers import (
     Softmax as Softmax,
 )
+from .attention import (
+    AdditiveAttention as AdditiveAttention,
+)
+from .attention import (
+    Attention as Attention,
+)
+from .attention import (
+    MultiHeadAttention as MultiHeadAttention,
+)
 from .conv import (
     Conv1D as Conv1D,
 )
@@ -77,6 +86,9 @@ from .depthwise_conv import (
 )
 from .depthwise_conv import (
     DepthwiseConv2D as DepthwiseConv2D,
+)
+from .einsum_dense import (
+    EinsumDense as EinsumDense,
 )
 from .layer import Layer as Layer
 from .merging import (
@@ -351,7 +363,9 @@ __all__ = [
     "Activation",
     "ActivityRegularization",
     "Add",
+    "AdditiveAttention",
     "AlphaDropout",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
@@ -384,6 +398,7 @@ __all__ = [
     "Dot",
     "Dropout",
     "ELU",
+    "EinsumDense",
     "Embedding",
     "Flatten",
     "GRU",
@@ -420,6 +435,7 @@ __all__ = [
     "MaxPooling3D",
     "Maximum",
     "Minimum",
+    "MultiHeadAttention",
     "Multiply",
     "Normalization",
     "PReLU",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,9 @@ class CallMixin:
     # ``Masking``, ``Lambda(mask=)``, a user's class overriding ``compute_mask``): their calls take
     # the masking path even when no input carries a mask.
     _produces_mask = False
+    # True for layers whose ``call`` takes a mask per input (``query_mask``, ``value_mask``): their
+    # calls take the masking path when any input, not only the first, carries a mask.
+    _mask_per_input = False
 
     def build(self, input_shape: Any = None) -> None:
         """Create the weights for inputs of ``input_shape`` (batch dimension first)."""
@@ -256,6 +260,8 @@ class CallMixin:
             and not cls.__module__.startswith("tapefit.")
         ):
             cls._produces_mask = True
+        params = cls._call_signature().parameters
+        cls._mask_per_input = any(f"{name}_mask" in params for name in params)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         one_tensor = len(args) == 1 and type(args[0]) is torch.Tensor
@@ -266,6 +272,7 @@ class CallMixin:
             (getattr(args[0], _MASK, None) is not None if one_tensor else _first_masked(args, kwargs))
             or self._produces_mask
             or (kwargs and kwargs.get("mask") is not None)
+            or (self._mask_per_input and any_mask(masks_of([args, kwargs])))
         ) and ctx[4] is not self:
             return self._masked_call(args, kwargs)
         training = kwargs.pop("training", None) if kwargs else None
@@ -414,13 +421,30 @@ class CallMixin:
         with torch.autocast(device_type=self._weight_device().type, enabled=False):
             return nn.Module.__call__(self, *mp_policy.outputs_to_float32(args), **kwargs)
 
-    def _build_from_call(self, args: tuple, kwargs: dict) -> None:
-        first = args[0] if args else kwargs.get("inputs")
-        shape = _shape_of(first)
+    def _build_from_call(self, args: tuple, kwargs: dict, shape_of: Callable[[Any], Any] = _shape_of) -> None:
+        """``build`` from the call's inputs, by Keras's rule: the first input's shape, or, for a
+        ``build(query_shape, value_shape, ...)``, each named call argument's shape."""
+        names = type(self)._build_arg_names()
+        if names is None:
+            shape = shape_of(args[0] if args else kwargs.get("inputs"))
+        else:
+            signature = type(self)._call_signature()
+            given = {k: v for k, v in kwargs.items() if k in signature.parameters}
+            bound = signature.bind_partial(*args, **given).arguments
+            shape = {f"{name}_shape": shape_of(bound.get(name)) for name in names}
         if type(self).build is not CallMixin.build or not self.built:
-            self.build(shape)
+            self.build(**shape) if names else self.build(shape)
         self.built = True
         self._build_shapes_dict = shape
+
+    @classmethod
+    def _build_arg_names(cls) -> tuple[str, ...] | None:
+        """The call arguments whose shapes ``build`` takes by name, or None when it takes one shape."""
+        if "_build_args" not in cls.__dict__:
+            params = list(inspect.signature(cls.build).parameters)[1:]
+            named = len(params) > 1 and all(p.endswith("_shape") for p in params)
+            cls._build_args = tuple(p[: -len("_shape")] for p in params) if named else None
+        return cls.__dict__["_build_args"]
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """Output shape for ``input_shape`` (None for unknown sizes), found by a symbolic call."""

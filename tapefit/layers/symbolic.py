@@ -18,6 +18,7 @@ import torch
 
 from .. import config
 from .._naming import unique_name
+from ._calling import CallMixin
 from .layer import Layer
 
 __all__ = ["KerasTensor", "Input", "InputLayer", "Node", "TensorOp"]
@@ -295,11 +296,12 @@ def infer_outputs(layer: Layer, args: tuple, kwargs: dict) -> Any:
 
 
 def _build_symbolically(layer: Layer, args: tuple, kwargs: dict) -> None:
-    first = args[0] if args else kwargs.get("inputs")
-    shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else t, first)
-    layer.build(shape)
-    layer.built = True
-    layer._build_shapes_dict = shape
+    CallMixin._build_from_call(
+        layer,
+        args,
+        kwargs,
+        lambda x: map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else t, x),
+    )
 
 
 def symbolic_call(layer: Layer, args: tuple, kwargs: dict) -> Any:
