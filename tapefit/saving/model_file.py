@@ -45,29 +45,8 @@ _CHUNK = 1 << 20
 
 
 def _compile_config(model: Any) -> dict[str, Any] | None:
-    if not getattr(model, "compiled", False):
-        return None
-    from .. import losses, metrics, optimizers
-
-    cfg = model._compile_config
-
-    def ser(obj: Any, module: Any) -> Any:
-        if obj is None or isinstance(obj, (str, int, float, bool)):
-            return obj
-        if isinstance(obj, (list, tuple)):
-            return [ser(o, module) for o in obj]
-        if isinstance(obj, dict):
-            return {k: ser(v, module) for k, v in obj.items()}
-        return module.serialize(obj)
-
     try:
-        return {
-            "optimizer": optimizers.serialize(model.optimizer),
-            "loss": ser(cfg.get("loss"), losses),
-            "loss_weights": cfg.get("loss_weights"),
-            "metrics": ser(cfg.get("metrics"), metrics),
-            "weighted_metrics": ser(cfg.get("weighted_metrics"), metrics),
-        }
+        return model.get_compile_config()
     except (ValueError, TypeError) as e:
         warnings.warn(
             f"The compile() arguments could not be saved ({e}); the loaded model will need compile().",
@@ -222,26 +201,9 @@ def _build_for_state(model: Any, state: dict[str, torch.Tensor], where: str) -> 
 def _restore_compile(
     model: Any, cfg: dict[str, Any], opt_blob: bytes | None, where: str, custom_objects: dict[str, Any] | None
 ) -> None:
-    from .. import losses, metrics, optimizers
-
-    def de(obj: Any, module: Any) -> Any:
-        if isinstance(obj, dict) and "class_name" in obj:
-            return module.deserialize(obj, custom_objects=custom_objects)
-        if isinstance(obj, list):
-            return [de(o, module) for o in obj]
-        if isinstance(obj, dict):
-            return {k: de(v, module) for k, v in obj.items()}
-        return obj
-
     if not isinstance(cfg, dict) or not isinstance(cfg.get("optimizer"), dict):
         raise ValueError(f"{where}: the saved compile arguments have no optimizer config.")
-    model.compile(
-        optimizer=optimizers.deserialize(cfg["optimizer"], custom_objects=custom_objects),
-        loss=de(cfg.get("loss"), losses),
-        loss_weights=cfg.get("loss_weights"),
-        metrics=de(cfg.get("metrics"), metrics),
-        weighted_metrics=de(cfg.get("weighted_metrics"), metrics),
-    )
+    model.compile_from_config(cfg, custom_objects=custom_objects)
     if opt_blob is not None:
         opt_state, _ = safetensors_to_state(opt_blob, f"{where}:optimizer.safetensors")
         model.optimizer.build(model.trainable_variables)

@@ -97,6 +97,53 @@ class CompileMixin:
         }
         _forget_compiled(self)
 
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """The ``compile()`` arguments as a JSON-able dict, or None before ``compile()``, as Keras's.
+
+        The optimizer is saved by its config (not its state); losses and metrics by name or config.
+        Raises ValueError or TypeError for an argument that cannot be saved by name (an
+        unregistered function as loss: register it with ``tapefit.saving.register_serializable``).
+        """
+        if not getattr(self, "compiled", False):
+            return None
+        from .. import losses as losses_lib
+
+        cfg = self._compile_config
+        return {
+            "optimizer": optimizers_lib.serialize(self.optimizer),
+            "loss": _serialize(cfg.get("loss"), losses_lib),
+            "loss_weights": cfg.get("loss_weights"),
+            "metrics": _serialize(cfg.get("metrics"), metrics_lib),
+            "weighted_metrics": _serialize(cfg.get("weighted_metrics"), metrics_lib),
+            "run_eagerly": cfg.get("run_eagerly", False),
+            "steps_per_execution": cfg.get("steps_per_execution", 1),
+            "jit_compile": cfg.get("jit_compile", "auto"),
+        }
+
+    def compile_from_config(
+        self, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+    ) -> None:
+        """``compile()`` with the arguments of a :meth:`get_compile_config` dict (a new optimizer,
+        built for the model's weights when the model is built)."""
+        from .. import losses as losses_lib
+
+        if not isinstance(config, dict) or not isinstance(config.get("optimizer"), dict):
+            raise ValueError(
+                "compile_from_config needs a dict from get_compile_config() with an 'optimizer' config; "
+                f"got {config!r}."
+            )
+        options = {k: config[k] for k in ("run_eagerly", "steps_per_execution", "jit_compile") if k in config}
+        self.compile(
+            optimizer=optimizers_lib.deserialize(config["optimizer"], custom_objects=custom_objects),
+            loss=_deserialize(config.get("loss"), losses_lib, custom_objects),
+            loss_weights=config.get("loss_weights"),
+            metrics=_deserialize(config.get("metrics"), metrics_lib, custom_objects),
+            weighted_metrics=_deserialize(config.get("weighted_metrics"), metrics_lib, custom_objects),
+            **options,
+        )
+        if self.built:  # type: ignore[attr-defined]
+            self.optimizer.build(self.trainable_variables)  # type: ignore[attr-defined]
+
     def _output_names_for_compile(self) -> list[str]:
         try:
             return list(self.output_names)  # type: ignore[attr-defined]
@@ -129,3 +176,24 @@ class CompileMixin:
     def reset_metrics(self) -> None:
         for m in self.metrics:  # type: ignore[attr-defined]
             m.reset_state()
+
+
+def _serialize(obj: Any, module: Any) -> Any:
+    """Names and numbers as they are; objects by ``module.serialize``; lists and dicts item by item."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [_serialize(o, module) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _serialize(v, module) for k, v in obj.items()}
+    return module.serialize(obj)
+
+
+def _deserialize(obj: Any, module: Any, custom_objects: dict[str, Any] | None) -> Any:
+    if isinstance(obj, dict) and "class_name" in obj:
+        return module.deserialize(obj, custom_objects=custom_objects)
+    if isinstance(obj, list):
+        return [_deserialize(o, module, custom_objects) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _deserialize(v, module, custom_objects) for k, v in obj.items()}
+    return obj
