@@ -85,6 +85,15 @@ def _to_tensor(x: Any, device: torch.device | None) -> Any:
     return x
 
 
+def _arrays_to_tensor(kwargs: dict, device: torch.device | None) -> dict:
+    """``kwargs`` with numpy arrays converted as inputs are (Keras converts array keyword arguments
+    such as ``attention_mask``; plain numbers stay numbers)."""
+    for k, v in kwargs.items():
+        if isinstance(v, np.ndarray):
+            return {k: _to_tensor(v, device) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    return kwargs
+
+
 def _cast_floating(args: tuple, dtype: torch.dtype) -> tuple:
     """``args`` with floating tensors (also inside lists/tuples) cast to ``dtype``, as Keras's
     autocasting layers do: a float32 layer after a bfloat16 one computes in float32."""
@@ -144,8 +153,14 @@ def _with_context(error: RuntimeError, outer: Any, args: tuple) -> RuntimeError:
     return wrapped
 
 
-def _first_input(args: tuple, kwargs: dict) -> Any:
-    return args[0] if args else kwargs.get("inputs")
+def _first_input(args: tuple, kwargs: dict, layer: Any = None) -> Any:
+    """The call's first input: the first positional argument, else ``inputs=``, else (given the
+    layer) the keyword for ``call``'s first parameter, as in ``mha(query=q, value=v)``."""
+    if args:
+        return args[0]
+    if "inputs" in kwargs or layer is None:
+        return kwargs.get("inputs")
+    return kwargs.get(next(iter(type(layer)._call_signature().parameters), "inputs"))
 
 
 def _holds_tensors(value: Any) -> bool:
@@ -305,6 +320,8 @@ class CallMixin:
             device = self._weight_device() if self.built or self._parameters or self._modules else None
             if not (len(args) == 1 and type(args[0]) is torch.Tensor and args[0].device == device):
                 args = _to_tensor(args, device)
+            if kwargs:
+                kwargs = _arrays_to_tensor(kwargs, device)
             self._clear_losses()
         if not self.built:
             self._build_from_call(args, kwargs)
@@ -333,19 +350,22 @@ class CallMixin:
             ctx[0], ctx[1], ctx[2], ctx[3] = saved
 
     def _masked_call(self, args: tuple, kwargs: dict) -> Any:
-        """A call whose first input carries a mask, or of a layer that makes one: Keras's contract.
+        """A call whose inputs carry masks, or of a layer that makes one: Keras's contract.
 
-        The first input's masks go to ``call(..., mask=)`` when ``call`` takes one (an explicit
-        ``mask=`` wins); a layer that supports masking attaches ``compute_mask(inputs, mask)`` to
+        The inputs' masks go to ``call``'s ``mask=`` or ``<name>_mask=`` arguments (an explicit
+        mask wins); a layer that supports masking attaches ``compute_mask(inputs, mask)`` to
         outputs that have none yet; any other layer drops the mask, with Keras's warning.
         """
         ctx = _call_context
         if ctx[1] == 0:  # outermost: masks are computed from inputs where the call puts them
             device = self._weight_device() if self.built or self._parameters or self._modules else None
             args = _to_tensor(args, device)
-            kwargs = {k: _to_tensor(v, device) if k.endswith("mask") else v for k, v in kwargs.items()}
+            kwargs = {
+                k: _to_tensor(v, device) if k.endswith("mask") or isinstance(v, np.ndarray) else v
+                for k, v in kwargs.items()
+            }
         kwargs = self._fill_masks(args, kwargs)
-        first = _first_input(args, kwargs)
+        first = _first_input(args, kwargs, self)
         previous = kwargs["mask"] if kwargs.get("mask") is not None else masks_of(first)
         saved, ctx[4] = ctx[4], self
         try:
@@ -381,6 +401,8 @@ class CallMixin:
         device = self._weight_device()
         if not (len(args) == 1 and type(args[0]) is torch.Tensor and args[0].device == device):
             args = _to_tensor(args, device)
+        if kwargs:
+            kwargs = _arrays_to_tensor(kwargs, device)
         self._clear_losses()
         if accepts_training:
             kwargs["training"] = bool(training)

@@ -232,7 +232,19 @@ class BaseGlobalPooling(Layer):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
 
 
-class GlobalAveragePooling1D(BaseGlobalPooling):
+class _GlobalAverage(BaseGlobalPooling):
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        return inputs.mean(dim=self._axes, keepdim=self.keepdims)
+
+
+class _GlobalMax(BaseGlobalPooling):
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        return inputs.amax(dim=self._axes, keepdim=self.keepdims)
+
+
+class GlobalAveragePooling1D(_GlobalAverage):
     """Mean over steps, Keras's ``GlobalAveragePooling1D``; ``mask`` (batch, steps) skips masked steps."""
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
@@ -250,7 +262,7 @@ class GlobalAveragePooling1D(BaseGlobalPooling):
         return None  # the steps are averaged away
 
 
-class GlobalAveragePooling2D(BaseGlobalPooling):
+class GlobalAveragePooling2D(_GlobalAverage):
     """Mean over height and width, Keras's ``GlobalAveragePooling2D``.
 
     Example:
@@ -262,34 +274,22 @@ class GlobalAveragePooling2D(BaseGlobalPooling):
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
         super().__init__(2, data_format, keepdims, **kwargs)
 
-    def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        self._check(inputs)
-        return inputs.mean(dim=self._axes, keepdim=self.keepdims)
 
-
-class GlobalMaxPooling1D(BaseGlobalPooling):
+class GlobalMaxPooling1D(_GlobalMax):
     """Max over steps, Keras's ``GlobalMaxPooling1D``."""
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
         super().__init__(1, data_format, keepdims, **kwargs)
 
-    def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        self._check(inputs)
-        return inputs.amax(dim=self._axes, keepdim=self.keepdims)
 
-
-class GlobalMaxPooling2D(BaseGlobalPooling):
+class GlobalMaxPooling2D(_GlobalMax):
     """Max over height and width, Keras's ``GlobalMaxPooling2D``."""
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
         super().__init__(2, data_format, keepdims, **kwargs)
 
-    def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        self._check(inputs)
-        return inputs.amax(dim=self._axes, keepdim=self.keepdims)
 
-
-class GlobalAveragePooling3D(BaseGlobalPooling):
+class GlobalAveragePooling3D(_GlobalAverage):
     """Mean over depth, height and width, Keras's ``GlobalAveragePooling3D``.
 
     Example:
@@ -301,20 +301,12 @@ class GlobalAveragePooling3D(BaseGlobalPooling):
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
         super().__init__(3, data_format, keepdims, **kwargs)
 
-    def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        self._check(inputs)
-        return inputs.mean(dim=self._axes, keepdim=self.keepdims)
 
-
-class GlobalMaxPooling3D(BaseGlobalPooling):
+class GlobalMaxPooling3D(_GlobalMax):
     """Max over depth, height and width, Keras's ``GlobalMaxPooling3D``."""
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
         super().__init__(3, data_format, keepdims, **kwargs)
-
-    def call(self, inputs: torch.Tensor) -> torch.Tensor:
-        self._check(inputs)
-        return inputs.amax(dim=self._axes, keepdim=self.keepdims)
 
 
 MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D

@@ -6,6 +6,7 @@ L1/L2 penalty on its input to ``model.losses``."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ __all__ = [
 
 
 def _check_rate(layer: str, name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise ValueError(f"{layer}: {name} must be a number between 0 and 1, got {value!r}")
     return float(value)
 
@@ -323,7 +324,7 @@ class ActivityRegularization(Layer):
     def __init__(self, l1: float = 0.0, l2: float = 0.0, **kwargs: Any):
         super().__init__(**kwargs)
         for name, value in (("l1", l1), ("l2", l2)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
                 raise ValueError(
                     f"ActivityRegularization: {name} must be a non-negative number, got {value!r}"
                 )

@@ -296,6 +296,8 @@ def infer_outputs(layer: Layer, args: tuple, kwargs: dict) -> Any:
 
 
 def _build_symbolically(layer: Layer, args: tuple, kwargs: dict) -> None:
+    """``build`` from symbolic inputs by the layer rule (a nested model's own ``_build_from_call``
+    expects real tensors)."""
     CallMixin._build_from_call(
         layer,
         args,

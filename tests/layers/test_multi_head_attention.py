@@ -241,3 +241,74 @@ def test_functional_model_saves_loads_and_compiles(tmp_path):
     model.save(tmp_path / "m.tapefit")
     loaded = tapefit.saving.load_model(tmp_path / "m.tapefit")
     torch.testing.assert_close(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_keyword_inputs_keep_the_query_mask_as_in_keras():
+    def build(lib, mha):
+        tokens = lib.Input((5,), dtype="int32")
+        embedded = lib.layers.Embedding(10, 8, mask_zero=True)(tokens)
+        return lib.Model(tokens, lib.layers.GlobalAveragePooling1D()(mha(query=embedded, value=embedded)))
+
+    ours, theirs = (
+        build(tapefit, L.MultiHeadAttention(2, 4)),
+        build(keras, keras.layers.MultiHeadAttention(2, 4)),
+    )
+    ours.set_weights(theirs.get_weights())
+    tokens = TOKENS_Q[[0, 1, 3]]
+    np.testing.assert_allclose(_np(ours(torch.from_numpy(tokens))), _np(theirs(tokens)), rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_inputs_and_attention_mask_are_accepted():
+    ours, theirs = _pair(QUERY, VALUE, num_heads=2, key_dim=4)
+    mask = RNG.random((3, 5, 6)) > 0.5
+    got = ours(query=QUERY, value=VALUE, attention_mask=mask)
+    np.testing.assert_allclose(_np(got), _np(theirs(QUERY, VALUE, attention_mask=mask)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_subclass_written_against_keras_internals_runs():
+    class Scaled(L.MultiHeadAttention):
+        """Doubles the scores; uses the attribute names Keras's own subclasses use."""
+
+        def _compute_attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask=None,
+            training=None,
+            return_attention_scores=False,
+            **kwargs,
+        ):
+            query = query * self._inverse_sqrt_key_dim * 2.0
+            scores = self._masked_softmax(
+                torch.einsum(self._dot_product_equation, key, query), attention_mask
+            )
+            return torch.einsum(self._combine_equation, scores, value), scores
+
+    base = L.MultiHeadAttention(2, 4)
+    q = torch.from_numpy(QUERY)
+    base(q, q)
+    scaled = Scaled(2, 4)
+    scaled(q, q)
+    scaled.set_weights(base.get_weights())
+    projected = base._query_dense(q), base._key_dense(q), base._value_dense(q)
+    expected, _ = base._compute_attention(projected[0] * 2.0, *projected[1:], return_attention_scores=True)
+    torch.testing.assert_close(scaled(q, q), base._output_dense(expected), rtol=1e-5, atol=1e-6)
+    assert scaled.query_dense is scaled._query_dense
+
+
+def test_mixed_bfloat16_runs_in_bfloat16_and_returns_float32():
+    tapefit.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = L.MultiHeadAttention(2, 4)
+        inputs = L.Input((5, 8))
+        model = tapefit.Model(inputs, layer(inputs, inputs, use_causal_mask=True))
+    finally:
+        tapefit.mixed_precision.set_global_policy("float32")
+    reference = L.MultiHeadAttention(2, 4)
+    x = torch.from_numpy(QUERY)
+    reference(x, x)
+    reference.set_weights(layer.get_weights())
+    out = model(x)
+    assert out.dtype == torch.float32 and layer._query_dense.kernel.dtype == torch.float32
+    torch.testing.assert_close(out, reference(x, x, use_causal_mask=True), rtol=0.05, atol=0.05)

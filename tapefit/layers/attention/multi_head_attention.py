@@ -42,7 +42,11 @@ class MultiHeadAttention(Layer):
     (flash or memory-efficient kernels on a GPU), dropout included when ``seed`` is None; a
     seeded dropout, ``return_attention_scores``, other ``attention_axes`` and inputs of higher
     rank compute the scores explicitly, as Keras does. ``flash_attention=True`` demands the
-    flash kernel, False forbids it, None lets torch choose.
+    flash kernel, False forbids it (Keras on torch treats False as None), None lets torch choose.
+
+    As in Keras, subclasses may override ``_build_attention``, ``_compute_attention``,
+    ``_masked_softmax`` or ``_compute_attention_mask``; the projections are ``_query_dense``,
+    ``_key_dense``, ``_value_dense`` and ``_output_dense``.
 
     Example:
         >>> import torch, tapefit
@@ -125,8 +129,12 @@ class MultiHeadAttention(Layer):
         self._activity_regularizer = regularizers.get(activity_regularizer)
         self._kernel_constraint = constraints.get(kernel_constraint)
         self._bias_constraint = constraints.get(bias_constraint)
-        self._scale = 1.0 / math.sqrt(float(key_dim))
+        self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(key_dim))
 
+    query_dense = property(lambda self: self._query_dense)
+    key_dense = property(lambda self: self._key_dense)
+    value_dense = property(lambda self: self._value_dense)
+    output_dense = property(lambda self: self._output_dense)
     num_heads = property(lambda self: self._num_heads)
     key_dim = property(lambda self: self._key_dim)
     value_dim = property(lambda self: self._value_dim)
@@ -143,28 +151,36 @@ class MultiHeadAttention(Layer):
                 f"value {tuple(value_shape)} and key {tuple(key_shape)}."
             )
         heads_key, heads_value = [self._num_heads, self._key_dim], [self._num_heads, self._value_dim]
-        self.query_dense = self._projection(len(query_shape), heads_key, "query", query_shape)
-        self.key_dense = self._projection(len(key_shape), heads_key, "key", key_shape)
+        self._query_dense = self._projection(len(query_shape), heads_key, "query", query_shape)
+        self._key_dense = self._projection(len(key_shape), heads_key, "key", key_shape)
         if self._use_gate:
-            self.gate_dense = self._projection(len(query_shape), heads_value, "gate", query_shape, "sigmoid")
-        self.value_dense = self._projection(len(value_shape), heads_value, "value", value_shape)
-        rank = len(value_shape) + 1
-        axes = tuple(range(1, rank - 2)) if self._attention_axes is None else self._attention_axes
-        self._axes = tuple(a if a >= 0 else rank - 1 + a for a in axes)
-        self._dot_equation, self._combine_equation, scores_rank = _attention_equations(rank, self._axes)
-        self._softmax_axes = tuple(range(scores_rank - len(self._axes), scores_rank))
-        self._dropout_layer = Dropout(self._dropout, seed=self.seed, dtype=self._policy)
+            self._gate_dense = self._projection(len(query_shape), heads_value, "gate", query_shape, "sigmoid")
+        self._value_dense = self._projection(len(value_shape), heads_value, "value", value_shape)
+        self._build_attention(len(value_shape) + 1)
         out_dims = list(self._output_shape) if self._output_shape else [query_shape[-1]]
         equation, bias_axes, out_rank = _projection_equation(len(query_shape) - 1, 2, len(out_dims))
-        self.output_dense = EinsumDense(
+        self._output_dense = EinsumDense(
             equation,
             output_shape=[None] * (out_rank - 1 - len(out_dims)) + out_dims,
             bias_axes=bias_axes if self._use_bias else None,
             name="attention_output",
             **self._sublayer_kwargs(),
         )
-        self.output_dense.build((*tuple(query_shape[:-1]), self._num_heads, self._value_dim))
+        self._output_dense.build((*tuple(query_shape[:-1]), self._num_heads, self._value_dim))
         self.built = True
+
+    def _build_attention(self, rank: int) -> None:
+        """The attention's einsums, softmax axes and dropout for projected tensors of ``rank``
+        (Keras's hook: override it with ``_compute_attention`` for another attention)."""
+        if self._attention_axes is None:
+            self._attention_axes = tuple(range(1, rank - 2))
+        else:
+            self._attention_axes = tuple(a if a >= 0 else rank - 1 + a for a in self._attention_axes)
+        self._dot_product_equation, self._combine_equation, scores_rank = _attention_equations(
+            rank, self._attention_axes
+        )
+        self._softmax_axes = tuple(range(scores_rank - len(self._attention_axes), scores_rank))
+        self._dropout_layer = Dropout(self._dropout, seed=self.seed, dtype=self._policy)
 
     def _projection(
         self, rank: int, heads: list[int], name: str, shape: Any, activation: Any = None
@@ -222,15 +238,15 @@ class MultiHeadAttention(Layer):
                 query, value, query_mask, value_mask, key_mask, attention_mask, use_causal_mask
             )
         if self._use_gate:
-            gate = self.gate_dense(_unmasked(query))
-        q = self.query_dense(_unmasked(query))
-        k = self.key_dense(_unmasked(key))
-        v = self.value_dense(_unmasked(value))
+            gate = self._gate_dense(_unmasked(query))
+        q = self._query_dense(_unmasked(query))
+        k = self._key_dense(_unmasked(key))
+        v = self._value_dense(_unmasked(value))
         extra = {"use_causal_mask": True} if causal_only else {}
         output, scores = self._compute_attention(
             q, k, v, attention_mask, training, return_attention_scores, **extra
         )
-        output = self.output_dense(output * gate if self._use_gate else output)
+        output = self._output_dense(output * gate if self._use_gate else output)
         return (output, scores) if return_attention_scores else output
 
     def _compute_attention(
@@ -251,12 +267,17 @@ class MultiHeadAttention(Layer):
                 "never forms; set flash_attention=None or False."
             )
         seeded_dropout = bool(training) and self._dropout > 0.0 and self.seed is not None
-        if query.dim() == 4 and self._axes == (1,) and not return_attention_scores and not seeded_dropout:
+        if (
+            query.dim() == 4
+            and self._attention_axes == (1,)
+            and not return_attention_scores
+            and not seeded_dropout
+        ):
             return self._fused_attention(query, key, value, attention_mask, training, use_causal_mask), None
         if use_causal_mask:
-            causal = _causal_mask(query.shape[1], value.shape[1], query.device)
+            causal = self._compute_causal_mask(query, value)
             attention_mask = causal if attention_mask is None else attention_mask.bool() & causal
-        scores = torch.einsum(self._dot_equation, key, query * self._scale)
+        scores = torch.einsum(self._dot_product_equation, key, query * self._inverse_sqrt_key_dim)
         scores = self._masked_softmax(scores, attention_mask)
         dropped = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
         return torch.einsum(self._combine_equation, dropped, value), scores
@@ -275,8 +296,8 @@ class MultiHeadAttention(Layer):
             mask = attention_mask.bool()
             while mask.dim() < 4:
                 mask = mask.unsqueeze(-3)
-            bias = torch.zeros((), dtype=query.dtype, device=query.device)
-            additive = torch.where(mask, bias, _sdpa_large_negative(query.dtype, query.device))
+            additive = torch.zeros(mask.shape, dtype=query.dtype, device=query.device)
+            additive.masked_fill_(~mask, _sdpa_large_negative(query.dtype))
         backends = [SDPBackend.FLASH_ATTENTION] if self._flash_attention else None
         if self._flash_attention is False:
             backends = _NO_FLASH
@@ -290,7 +311,7 @@ class MultiHeadAttention(Layer):
                 attn_mask=None if mask is None else additive,
                 dropout_p=dropout_p,
                 is_causal=is_causal,
-                scale=self._scale,
+                scale=self._inverse_sqrt_key_dim,
             )
         else:
             with sdpa_kernel(backends):
@@ -301,7 +322,7 @@ class MultiHeadAttention(Layer):
                     attn_mask=None if mask is None else additive,
                     dropout_p=dropout_p,
                     is_causal=is_causal,
-                    scale=self._scale,
+                    scale=self._inverse_sqrt_key_dim,
                 )
         out = out.transpose(1, 2)
         if mask is not None and self._dropout > 0.0:
@@ -316,7 +337,7 @@ class MultiHeadAttention(Layer):
             return torch.exp(scores - torch.logsumexp(scores, dim=axes, keepdim=True))
         mask = attention_mask.bool()
         while mask.dim() < scores.dim():
-            mask = mask.unsqueeze(-2 * len(self._axes) - 1)
+            mask = mask.unsqueeze(-2 * len(self._attention_axes) - 1)
         scores = torch.where(mask, scores, _large_negative(scores.dtype))
         if len(axes) == 1:
             probs = torch.softmax(scores, dim=axes[0])
@@ -345,7 +366,7 @@ class MultiHeadAttention(Layer):
         if key_mask is not None:
             parts.append(key_mask.bool().unsqueeze(-2))
         if use_causal_mask:
-            parts.append(_causal_mask(query.shape[1], value.shape[1], query.device))
+            parts.append(self._compute_causal_mask(query, value))
         if self._sliding_window is not None:
             rows = torch.arange(query.shape[1], device=query.device).view(1, -1, 1)
             cols = torch.arange(value.shape[1], device=query.device).view(1, 1, -1)
@@ -358,6 +379,11 @@ class MultiHeadAttention(Layer):
         for part in parts[1:]:
             mask = mask & part
         return mask
+
+    def _compute_causal_mask(self, query: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
+        """The (1, T, S) lower-triangular mask: query position i may attend to key positions <= i."""
+        keys = query.shape[1] if value is None else value.shape[1]
+        return torch.ones(query.shape[1], keys, dtype=torch.bool, device=query.device).tril().unsqueeze(0)
 
     # ------------------------------------------------------------------- shapes
     def compute_output_shape(self, query_shape: Any, value_shape: Any = None, key_shape: Any = None) -> tuple:
@@ -401,15 +427,9 @@ def _unmasked(x: torch.Tensor) -> torch.Tensor:
     return x if get_mask(x) is None else x.view_as(x)
 
 
-def _causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril().unsqueeze(0)
-
-
-def _sdpa_large_negative(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _sdpa_large_negative(dtype: torch.dtype) -> float:
     """Keras's additive mask value for the fused kernel: 0.7 of the dtype's most negative number."""
-    return torch.tensor(
-        -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38), dtype=dtype, device=device
-    )
+    return -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38)
 
 
 def _projection_equation(free_dims: int, bound_dims: int, output_dims: int) -> tuple[str, str, int]:
