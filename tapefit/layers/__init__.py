@@ -257,10 +257,25 @@ from .recurrent import (
     LSTM as LSTM,
 )
 from .recurrent import (
+    RNN as RNN,
+)
+from .recurrent import (
     Bidirectional as Bidirectional,
 )
 from .recurrent import (
+    GRUCell as GRUCell,
+)
+from .recurrent import (
+    LSTMCell as LSTMCell,
+)
+from .recurrent import (
     SimpleRNN as SimpleRNN,
+)
+from .recurrent import (
+    SimpleRNNCell as SimpleRNNCell,
+)
+from .recurrent import (
+    StackedRNNCells as StackedRNNCells,
 )
 from .regularization import (
     ActivityRegularization as ActivityRegularization,
@@ -402,6 +417,7 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GRU",
+    "GRUCell",
     "GaussianDropout",
     "GaussianNoise",
     "GlobalAveragePooling1D",
@@ -422,6 +438,7 @@ __all__ = [
     "InputLayer",
     "KerasTensor",
     "LSTM",
+    "LSTMCell",
     "Lambda",
     "Layer",
     "LayerNormalization",
@@ -441,6 +458,7 @@ __all__ = [
     "PReLU",
     "Permute",
     "RMSNormalization",
+    "RNN",
     "RandomContrast",
     "RandomCrop",
     "RandomFlip",
@@ -457,10 +475,12 @@ __all__ = [
     "SeparableConvolution1D",
     "SeparableConvolution2D",
     "SimpleRNN",
+    "SimpleRNNCell",
     "Softmax",
     "SpatialDropout1D",
     "SpatialDropout2D",
     "SpatialDropout3D",
+    "StackedRNNCells",
     "Subtract",
     "TensorOp",
     "TimeDistributed",

@@ -1,23 +1,54 @@
-"""``_Recurrent``, what SimpleRNN, LSTM and GRU share: their weights, the call over a sequence
-(torch's fused kernel or the step loop, see the package docstring), dropout and masks."""
+"""``_Recurrent``, what SimpleRNN, LSTM and GRU share: the call over a sequence (torch's fused
+kernel or the step loop, see the package docstring), dropout, masks and stateful states. The
+weights and the step math are ``_gated``'s, shared with the cells."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from ... import activations, constraints, initializers, regularizers
 from ..layer import Layer
 from ..symbolic import probing_shapes
+from ._gated import _Gated, check_units
 from ._kernels import call_kernel, kept_blocks, map_states, steps_from
 
 
-class _Recurrent(Layer):
-    """A whole-sequence recurrent layer; subclasses define the gates and one step."""
+def step_loop(
+    step: Callable[[torch.Tensor, list[torch.Tensor]], tuple[torch.Tensor, list[torch.Tensor]]],
+    inputs: torch.Tensor,
+    states: list[torch.Tensor],
+    mask: torch.Tensor | None,
+    zero_output_for_mask: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Keras's ``backend.rnn`` loop over ``inputs`` (batch, timesteps, ...): ``step(inputs[:, t],
+    states)`` gives ``(output, new_states)``; a masked step keeps the states and repeats the
+    previous output (zeros before the first, or always with ``zero_output_for_mask``).
 
-    _gates = 1
+    Returns the stacked outputs (batch, timesteps, ...), the last output and the final states.
+    """
+
+    def where(keep: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        return torch.where(keep.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+    outputs = []
+    previous = None
+    for t in range(inputs.shape[1]):
+        output, new_states = step(inputs[:, t], states)
+        if mask is not None:
+            keep = mask[:, t]
+            fill = torch.zeros_like(output) if previous is None or zero_output_for_mask else previous
+            output = where(keep, output, fill)
+            new_states = [where(keep, new, old) for new, old in zip(new_states, states)]
+        outputs.append(output)
+        states, previous = new_states, output
+    return torch.stack(outputs, dim=1), outputs[-1], states
+
+
+class _Recurrent(_Gated, Layer):
+    """A whole-sequence recurrent layer; a ``_gated`` step class before it gives the gates and step."""
 
     def __init__(
         self,
@@ -47,8 +78,7 @@ class _Recurrent(Layer):
         **kwargs: Any,
     ):
         name = type(self).__name__
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
+        check_units(name, units)
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"{name}: use_cudnn must be 'auto', True or False, got {use_cudnn!r}.")
         kwargs.pop("implementation", None)  # Keras's choice of kernel split; results are the same
@@ -56,24 +86,25 @@ class _Recurrent(Layer):
         super().__init__(**kwargs)
         # Keras's RNN option: masked steps output zeros instead of repeating the last output.
         self.zero_output_for_mask = zero_output_for_mask
-        self.units = int(units)
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._set_gate_options(
+            units,
+            activation,
+            recurrent_activation,
+            use_bias,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            recurrent_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            recurrent_constraint,
+            bias_constraint,
+            dropout,
+            recurrent_dropout,
+            seed,
+        )
         self.activity_regularizer = regularizers.get(activity_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = min(1.0, max(0.0, float(dropout)))  # Keras clips both rates to [0, 1]
-        self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
-        self.seed = seed
-        self._generator: torch.Generator | None = None
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -91,38 +122,8 @@ class _Recurrent(Layer):
                 f"{type(self).__name__} {self.name!r} expects sequences of shape (batch, timesteps, "
                 f"features), got input shape {input_shape}."
             )
-        width = self._gates * self.units
-        self.kernel = self.add_weight(
-            (int(input_shape[-1]), width),
-            self.kernel_initializer,
-            name="kernel",
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            (self.units, width),
-            self.recurrent_initializer,
-            name="recurrent_kernel",
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                self._bias_shape(),
-                self._bias_initial_value(),
-                name="bias",
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        self._build_weights(input_shape[-1])
         self.built = True
-
-    def _bias_shape(self) -> tuple[int, ...]:
-        return (self._gates * self.units,)
-
-    def _bias_initial_value(self) -> Any:
-        return self.bias_initializer
 
     # ------------------------------------------------------------------ the call
     def call(
@@ -157,8 +158,7 @@ class _Recurrent(Layer):
             x = x.flip(1)
             mask = None if mask is None else mask.flip(1)
         rec_dropping = training and 0.0 < self.recurrent_dropout < 1.0
-        gates = self._gates if self.recurrent_dropout != 0.0 else 1  # Keras's implementation 1
-        input_masks = self._dropout_masks(x, self.dropout, gates) if training else None
+        input_masks = self._dropout_masks(x, self.dropout, self._input_mask_count()) if training else None
         rec_masks = (
             self._dropout_masks(states[0], self.recurrent_dropout, self._gates) if rec_dropping else None
         )
@@ -188,9 +188,6 @@ class _Recurrent(Layer):
         if self.return_state:
             return [output_mask] + [None] * len(self._state_names())
         return output_mask
-
-    def _state_names(self) -> tuple[str, ...]:
-        return ("h",)
 
     def _carried_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """A stateful layer's states from its last call (zeros at first), for a batch of the same size."""
@@ -227,45 +224,6 @@ class _Recurrent(Layer):
             )
         return [torch.as_tensor(s, dtype=x.dtype, device=x.device) for s in given]
 
-    def _dropout_masks(self, like: torch.Tensor, rate: float, count: int) -> list[torch.Tensor] | None:
-        """``count`` masks of shape (batch, features) for a sequence, scaled by 1 / (1 - rate)."""
-        if not 0.0 < rate < 1.0:
-            return None
-        shape = (count, like.shape[0], like.shape[-1])
-        keep = torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(
-            1.0 - rate, generator=self._gen(like)
-        )
-        return list((keep / (1.0 - rate)).unbind(0))
-
-    def _gen(self, like: torch.Tensor) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        if self._generator is None or self._generator.device != like.device:
-            self._generator = torch.Generator(device=like.device)
-            self._generator.manual_seed(int(self.seed))
-        return self._generator
-
-    def _project(self, x: torch.Tensor, input_masks: list[torch.Tensor] | None) -> torch.Tensor:
-        """Every step's input contribution at once: (batch, timesteps, gates * units)."""
-        if input_masks is None:
-            xw = x @ self.kernel
-        elif len(input_masks) == 1:
-            xw = (x * input_masks[0].unsqueeze(1)) @ self.kernel
-        else:
-            kernels = self.kernel.chunk(self._gates, dim=1)
-            xw = torch.cat([(x * m.unsqueeze(1)) @ k for m, k in zip(input_masks, kernels)], dim=-1)
-        return xw + self._input_bias() if self.use_bias else xw
-
-    def _input_bias(self) -> torch.Tensor:
-        return self.bias
-
-    def _recurrent(self, h: torch.Tensor, rec_masks: list[torch.Tensor] | None) -> torch.Tensor:
-        """The recurrent contribution (batch, gates * units), one dropout mask per gate if any."""
-        if rec_masks is None:
-            return h @ self.recurrent_kernel
-        kernels = self.recurrent_kernel.chunk(self._gates, dim=1)
-        return torch.cat([(h * m) @ k for m, k in zip(rec_masks, kernels)], dim=-1)
-
     def _loop(
         self,
         xw: torch.Tensor,
@@ -273,23 +231,9 @@ class _Recurrent(Layer):
         mask: torch.Tensor | None,
         rec_masks: list[torch.Tensor] | None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        outputs = []
-        previous = None
-        for t in range(xw.shape[1]):
-            output, new_states = self._step(xw[:, t], states, rec_masks)
-            if mask is not None:
-                keep = mask[:, t, None]
-                fill = torch.zeros_like(output) if previous is None or self.zero_output_for_mask else previous
-                output = torch.where(keep, output, fill)
-                new_states = [torch.where(keep, new, old) for new, old in zip(new_states, states)]
-            outputs.append(output)
-            states, previous = new_states, output
-        return torch.stack(outputs, dim=1), outputs[-1], states
-
-    def _step(
-        self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: list[torch.Tensor] | None
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        raise NotImplementedError
+        return step_loop(
+            lambda xw_t, s: self._step(xw_t, s, rec_masks), xw, states, mask, self.zero_output_for_mask
+        )
 
     def _cudnn_refusal(self, mask: torch.Tensor | None) -> str | None:
         """Why Keras refuses ``use_cudnn=True`` for this call (None when it accepts it)."""
@@ -372,9 +316,6 @@ class _Recurrent(Layer):
             input_bias, recurrent_bias = self._split_bias()
             weights += [gates(input_bias), gates(recurrent_bias)]
         return weights
-
-    def _split_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.bias, torch.zeros_like(self.bias)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ import torch
 
 from ..layer import Layer
 from ._base import _Recurrent
+from .rnn import RNN
 
 __all__ = ["Bidirectional"]
 
@@ -29,16 +30,16 @@ class Bidirectional(Layer):
 
     def __init__(
         self,
-        layer: _Recurrent,
+        layer: _Recurrent | RNN,
         merge_mode: str | None = "concat",
         weights: Any = None,
-        backward_layer: _Recurrent | None = None,
+        backward_layer: _Recurrent | RNN | None = None,
         **kwargs: Any,
     ):
         for what, candidate in (("layer", layer), ("backward_layer", backward_layer)):
-            if candidate is not None and not isinstance(candidate, _Recurrent):
+            if candidate is not None and not isinstance(candidate, (_Recurrent, RNN)):
                 raise ValueError(
-                    f"Bidirectional: {what} must be a recurrent layer (SimpleRNN, LSTM or GRU), got "
+                    f"Bidirectional: {what} must be a recurrent layer (SimpleRNN, LSTM, GRU or RNN), got "
                     f"{type(candidate).__name__}."
                 )
         if merge_mode not in ("sum", "mul", "ave", "concat", None):

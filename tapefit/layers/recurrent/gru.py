@@ -8,11 +8,12 @@ import torch
 
 from ... import activations
 from ._base import _Recurrent
+from ._gated import _GRUStep
 
 __all__ = ["GRU"]
 
 
-class GRU(_Recurrent):
+class GRU(_GRUStep, _Recurrent):
     """Gated recurrent unit (Cho et al., 2014), Keras's gates (z, r, h) and defaults.
 
     ``reset_after=True`` (Keras's default, and cuDNN's form) applies the reset gate after the
@@ -24,8 +25,6 @@ class GRU(_Recurrent):
         >>> tapefit.layers.GRU(4, return_sequences=True)(torch.ones(2, 5, 3)).shape
         torch.Size([2, 5, 4])
     """
-
-    _gates = 3
 
     def __init__(
         self,
@@ -82,35 +81,6 @@ class GRU(_Recurrent):
             **kwargs,
         )
         self.reset_after = bool(reset_after)
-
-    def _bias_shape(self) -> tuple[int, ...]:
-        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
-
-    def _input_bias(self) -> torch.Tensor:
-        return self.bias[0] if self.reset_after else self.bias
-
-    def _split_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.bias[0], self.bias[1]
-
-    def _step(self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: Any) -> Any:
-        h = states[0]
-        x_z, x_r, x_h = xw_t.chunk(3, dim=-1)
-        if self.reset_after:
-            recurrent = self._recurrent(h, rec_masks)
-            if self.use_bias:
-                recurrent = recurrent + self.bias[1]
-            r_z, r_r, r_h = recurrent.chunk(3, dim=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
-            candidate = self.activation(x_h + r * r_h)
-        else:
-            k_z, k_r, k_h = self.recurrent_kernel.chunk(3, dim=1)
-            m_z, m_r, m_h = rec_masks if rec_masks is not None else (1.0, 1.0, 1.0)
-            z = self.recurrent_activation(x_z + (h * m_z) @ k_z)
-            r = self.recurrent_activation(x_r + (h * m_r) @ k_r)
-            candidate = self.activation(x_h + (r * h * m_h) @ k_h)
-        h = z * h + (1.0 - z) * candidate
-        return h, [h]
 
     def _fusable(self) -> bool:
         return super()._fusable() and self.reset_after

@@ -8,11 +8,12 @@ import torch
 
 from ... import activations
 from ._base import _Recurrent
+from ._gated import _LSTMStep
 
 __all__ = ["LSTM"]
 
 
-class LSTM(_Recurrent):
+class LSTM(_LSTMStep, _Recurrent):
     """Long short-term memory (Hochreiter & Schmidhuber, 1997), Keras's gates and defaults.
 
     ``unit_forget_bias=True`` starts the forget gate's bias at 1. With ``return_state=True`` the
@@ -24,8 +25,6 @@ class LSTM(_Recurrent):
         >>> out.shape, h.shape, c.shape
         (torch.Size([2, 5, 4]), torch.Size([2, 4]), torch.Size([2, 4]))
     """
-
-    _gates = 4
 
     def __init__(
         self,
@@ -82,27 +81,6 @@ class LSTM(_Recurrent):
             **kwargs,
         )
         self.unit_forget_bias = bool(unit_forget_bias)
-
-    def _state_names(self) -> tuple[str, ...]:
-        return ("h", "c")
-
-    def _bias_initial_value(self) -> Any:
-        if not self.unit_forget_bias:
-            return self.bias_initializer
-        units, init = self.units, self.bias_initializer
-
-        def forget_gate_at_one(shape: tuple[int, ...], dtype: Any = None) -> torch.Tensor:
-            parts = [init((units,), dtype), torch.ones(units, dtype=dtype), init((2 * units,), dtype)]
-            return torch.cat([p.cpu() for p in parts])
-
-        return forget_gate_at_one
-
-    def _step(self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: Any) -> Any:
-        h, c = states
-        i, f, g, o = (xw_t + self._recurrent(h, rec_masks)).chunk(4, dim=-1)
-        c = self.recurrent_activation(f) * c + self.recurrent_activation(i) * self.activation(g)
-        h = self.recurrent_activation(o) * self.activation(c)
-        return h, [h, c]
 
     def _fused(self, x: torch.Tensor, states: list[torch.Tensor], lengths: torch.Tensor | None) -> Any:
         h0, c0 = (s.unsqueeze(0) for s in states)

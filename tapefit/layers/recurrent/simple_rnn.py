@@ -8,11 +8,12 @@ import torch
 
 from ... import activations
 from ._base import _Recurrent
+from ._gated import _SimpleRNNStep
 
 __all__ = ["SimpleRNN"]
 
 
-class SimpleRNN(_Recurrent):
+class SimpleRNN(_SimpleRNNStep, _Recurrent):
     """A fully connected recurrence: ``h = activation(x @ kernel + h @ recurrent_kernel + bias)``.
 
     Example:
@@ -73,10 +74,6 @@ class SimpleRNN(_Recurrent):
             unroll=unroll,
             **kwargs,
         )
-
-    def _step(self, xw_t: torch.Tensor, states: list[torch.Tensor], rec_masks: Any) -> Any:
-        h = self.activation(xw_t + self._recurrent(states[0], rec_masks))
-        return h, [h]
 
     def _fusable(self) -> bool:
         return self.activation in (activations.tanh, activations.relu) and not torch.compiler.is_compiling()
