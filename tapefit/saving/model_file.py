@@ -153,7 +153,7 @@ def load_model(
     compile: bool = True,
     safe_mode: bool = True,
 ) -> Any:
-    """Load a model saved with ``model.save``.
+    """Load a model saved with ``model.save`` (``.tapefit``), or a Keras 3 ``.keras`` file.
 
     Only tapefit's classes and classes registered with ``register_serializable`` (or passed in
     ``custom_objects``) are rebuilt; with ``safe_mode=True`` (the default) Lambda layers are
@@ -162,12 +162,16 @@ def load_model(
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No model file at {filepath}.")
+    from . import keras_format
+
     try:
         zf = zipfile.ZipFile(filepath)
     except _ZIP_ERRORS as e:
-        raise ValueError(f"{filepath}: not a tapefit model file, or it is corrupted/truncated ({e}).") from e
+        raise keras_format.not_a_model_file(filepath, e) from e
     limit = max(MAX_CONFIG_BYTES, os.path.getsize(filepath) * 2)
     with zf:
+        if keras_format.is_keras_archive(zf, filepath):
+            return keras_format.load_keras_archive(zf, filepath, custom_objects, compile, safe_mode)
         try:
             config = json.loads(_read_member(zf, "config.json", MAX_CONFIG_BYTES, filepath))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

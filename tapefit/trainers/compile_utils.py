@@ -88,7 +88,7 @@ def _per_output(spec: Any, names: list[str], what: str) -> list[Any]:
     if isinstance(spec, dict):
         _check_keys(spec, names, what)
         return [spec.get(n) for n in names]
-    if isinstance(spec, (list, tuple)) and len(names) > 1:
+    if isinstance(spec, (list, tuple)) and (len(names) > 1 or len(spec) == 1):
         if len(spec) != len(names):
             raise ValueError(
                 f"{what} has {len(spec)} entries, but the model has {len(names)} outputs {names}: "

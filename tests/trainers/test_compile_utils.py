@@ -237,3 +237,18 @@ def test_none_stands_for_an_output_without_targets_or_weights():
         weighted = (((out[0] - torch.from_numpy(y[0])) ** 2).mean(-1) * torch.from_numpy(w)).mean()
     assert got["a_loss"] == pytest.approx(float(weighted), rel=1e-5)
     assert got["b_loss"] == pytest.approx(float(((out[1] - torch.from_numpy(y[1])) ** 2).mean()), rel=1e-5)
+
+
+def test_one_output_takes_its_loss_and_loss_weight_in_one_element_lists_as_keras():
+    from tests.keras_parity import keras
+
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
+    y = np.random.default_rng(1).standard_normal((16, 2)).astype("float32")
+    ours = tapefit.Sequential([tapefit.Input((4,)), tapefit.layers.Dense(2)])
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    theirs.set_weights(ours.get_weights())
+    for model, lib in ((ours, tapefit), (theirs, keras)):
+        model.compile(lib.optimizers.SGD(0.1), loss=["mse"], loss_weights=[0.5])
+    h_ours = ours.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+    h_theirs = theirs.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(h_ours, h_theirs, rtol=1e-5)
