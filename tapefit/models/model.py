@@ -311,7 +311,8 @@ class Model(Trainer, Layer):
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: str, skip_mismatch: bool = False) -> None:
-        """Load weights from safetensors, or a torch state-dict file read with ``weights_only=True``."""
+        """Load weights from safetensors, a Keras 3 ``.weights.h5`` file, or a torch state-dict file
+        read with ``weights_only=True``."""
         from ..saving import load_weights
 
         load_weights(self, filepath, skip_mismatch=skip_mismatch)

@@ -198,7 +198,9 @@ class _Translator:
     def functional(self, entry: dict[str, Any]) -> dict[str, Any]:
         config = entry["config"]
         entries = config["layers"]
-        self.shift = {e["name"]: 1 for e in entries if is_functional(e)}  # Keras's own first node
+        # A nested functional model's node indices start at 1 in input_layers/output_layers (its own
+        # first node), but not in the inbound nodes of the layers it feeds.
+        self.shift = {e["name"]: 1 for e in entries if is_functional(e)}
         self.ops = {e["name"]: e for e in entries if is_op(e)}
         self.implied_masks = implied_masks(entries, self.ops, config["output_layers"])
         layers = []
@@ -244,7 +246,7 @@ class _Translator:
             return value["config"]["keras_history"][0]
         return None
 
-    def ref(self, history: list[Any], owner: dict[str, Any]) -> dict[str, Any]:
+    def ref(self, history: list[Any], owner: dict[str, Any], io: bool = False) -> dict[str, Any]:
         name, node_index, tensor_index = history
         if name in self.implied_masks or (name in self.ops and self.ops[name]["class_name"] in MASK_OPS):
             raise KerasFormatError(
@@ -252,7 +254,7 @@ class _Translator:
                 f"({self.ops[name]['class_name']}) as data; tapefit rebuilds that op only as the padding "
                 "mask of an Embedding(mask_zero=True) or a Masking layer."
             )
-        return {"__tensor__": [name, node_index - self.shift.get(name, 0), tensor_index]}
+        return {"__tensor__": [name, node_index - (self.shift.get(name, 0) if io else 0), tensor_index]}
 
     def encode(self, value: Any, owner: dict[str, Any]) -> Any:
         """Keras's serialized call arguments -> tapefit's ``{"__tensor__"|"__list__"|"__dict__"}`` form."""
@@ -275,7 +277,7 @@ class _Translator:
 
     def io(self, spec: Any) -> Any:
         if _is_history(spec):
-            return self.ref(spec, {"class_name": "Functional", "name": "outputs"})
+            return self.ref(spec, {"class_name": "Functional", "name": "outputs"}, io=True)
         if isinstance(spec, list):
             return {"__list__": [self.io(s) for s in spec], "tuple": False}
         if isinstance(spec, dict):

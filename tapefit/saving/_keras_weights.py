@@ -46,13 +46,15 @@ def keras_snake_case(name: str) -> str:
 
 
 class H5Reader:
-    """Checked access to an open ``h5py.File``: hard links only, numeric in-file datasets only,
-    each no larger than ``max_bytes`` once read; every dataset read is remembered."""
+    """Checked access to an open ``h5py.File``: hard links only, numeric in-file datasets only, all
+    of them together no larger than ``max_bytes`` once read (a compressed file cannot inflate past
+    it); every dataset read is remembered."""
 
     def __init__(self, f: Any, where: str, max_bytes: int):
         self.h5py = h5py_module()
         self.f, self.where, self.max_bytes = f, where, max_bytes
         self.read: set[str] = set()
+        self.bytes_read = 0
 
     def get(self, path: str) -> Any:
         node = self.f
@@ -80,11 +82,12 @@ class H5Reader:
             raise KerasFormatError(f"{self.where}: {path!r} is not a dataset.")
         if ds.is_virtual or ds.external:
             raise KerasFormatError(f"{self.where}: {path!r} refers to data outside the file; refusing it.")
-        if ds.dtype.kind not in "biuf" or ds.nbytes > self.max_bytes:
+        if ds.dtype.kind not in "biuf" or self.bytes_read + ds.nbytes > self.max_bytes:
             raise KerasFormatError(
-                f"{self.where}: {path!r} is a {ds.dtype} dataset of {ds.nbytes} bytes; expected numbers "
-                f"within {self.max_bytes} bytes."
+                f"{self.where}: {path!r} is a {ds.dtype} dataset of {ds.nbytes} bytes; expected numbers, "
+                f"and at most {self.max_bytes} bytes for the whole file ({self.bytes_read} read so far)."
             )
+        self.bytes_read += ds.nbytes
         self.read.add(path.strip("/"))
         return np.asarray(ds[()])
 

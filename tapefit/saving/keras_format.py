@@ -106,11 +106,21 @@ def load_keras_archive(
     limit = min(max(MAX_CONFIG_BYTES, os.path.getsize(filepath) * 2), MAX_MEMBER_BYTES)
     blob = _read_member(zf, "model.weights.h5", limit, filepath)
     h5py = h5py_module()
-    with serialization.safe_mode_scope(safe_mode):
-        model = serialization.deserialize_layer(translate_model(entry, custom_objects), custom_objects)
-    shape = (entry.get("build_config") or {}).get("input_shape")
-    if not model.built and shape is not None:
-        model.build(tuple(shape))
+    try:
+        with serialization.safe_mode_scope(safe_mode):
+            model = serialization.deserialize_layer(translate_model(entry, custom_objects), custom_objects)
+        shape = (entry.get("build_config") or {}).get("input_shape")
+        if not model.built and shape is not None:
+            model.build(tuple(shape))
+    except serialization.SafeModeError:
+        raise
+    except KerasFormatError as e:
+        raise KerasFormatError(str(e) if str(e).startswith(filepath) else f"{filepath}: {e}") from e
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError, RuntimeError) as e:
+        raise KerasFormatError(
+            f"{filepath}: the model in config.json cannot be rebuilt ({type(e).__name__}: {e}); nothing "
+            "was loaded."
+        ) from e
     orders: dict[int, list[Any]] = {}
     _config_orders(entry, model, orders)
     where = f"{filepath}:model.weights.h5"
@@ -156,8 +166,8 @@ def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = 
 def _json_member(zf: zipfile.ZipFile, name: str, filepath: str) -> Any:
     try:
         return json.loads(_read_member(zf, name, MAX_CONFIG_BYTES, filepath))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{filepath}: {name} is not valid JSON ({e}).") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{filepath}: {name} is not valid JSON or nests too deeply ({e}).") from e
 
 
 class _open_h5:

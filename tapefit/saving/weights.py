@@ -173,8 +173,8 @@ def read_state_file(filepath: str) -> dict[str, torch.Tensor]:
             raise ValueError(f"{filepath}: expected a state dict (name -> tensor).")
         return obj
     raise ValueError(
-        f"load_weights: unsupported file {filepath!r}; use '.weights.safetensors' (or a torch state "
-        "dict '.pt'/'.pth')."
+        f"load_weights: unsupported file {filepath!r}; use '.weights.safetensors', a Keras 3 "
+        "'.weights.h5' file, or a torch state dict '.pt'/'.pth'."
     )
 
 

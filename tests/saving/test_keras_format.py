@@ -122,6 +122,19 @@ def test_rnn_layers_over_built_in_and_stacked_cells(tmp_path):
     _assert_same_predictions(kmodel, ours, x)
 
 
+def test_nested_functional_models_feeding_layers(tmp_path):
+    rng = np.random.default_rng(3)
+    xa, xb = rng.standard_normal((3, 5)).astype("float32"), rng.standard_normal((3, 5)).astype("float32")
+    i = keras.Input((5,))
+    backbone = keras.Model(i, L.Dense(4, activation="tanh")(L.Dense(4)(i)), name="backbone")
+    a, b = keras.Input((5,)), keras.Input((5,))
+    head = keras.Model(a, L.Dense(2)(backbone(a)))
+    _assert_same_predictions(head, _save_and_load(head, tmp_path), xa)
+    ea, eb = backbone(a), backbone(b)  # called twice, once more here: node indices 1 and 2
+    siamese = keras.Model([a, b], [L.Subtract()([eb, ea]), eb])
+    _assert_same_predictions(siamese, _save_and_load(siamese, tmp_path), [xa, xb])
+
+
 def test_attention_block_with_ops_time_distributed_and_nested_sequential(tmp_path):
     keras.utils.set_random_seed(4)
     inputs = keras.Input((6, 8))
@@ -372,6 +385,49 @@ def test_links_inside_the_weights_file_are_refused(tmp_path):
             zf.writestr(name, data)
     with pytest.raises(KerasFormatError, match=r"layers/dense/vars' is a link"):
         tapefit.saving.load_model(linked)
+
+
+def test_the_weights_file_cannot_inflate_past_its_budget(tmp_path):
+    import h5py
+
+    kmodel = keras.Sequential([keras.Input((5,)), L.Dense(3)])
+    path = tmp_path / "m.keras"
+    kmodel.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(members["model.weights.h5"])
+    with h5py.File(weights, "r+") as f:  # each dataset is small, together they are not
+        for i in range(2, 12):
+            f.create_dataset(
+                f"layers/dense/vars/{i}", data=np.zeros((500, 500), "float32"), compression="gzip"
+            )
+    members["model.weights.h5"] = weights.read_bytes()
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(KerasFormatError, match="for the whole file"):
+        tapefit.saving.load_model(bomb)
+
+
+def test_a_config_that_cannot_be_built_is_refused_naming_the_file(tmp_path):
+    import json
+
+    kmodel = keras.Sequential([keras.Input((5,)), L.Dense(3)])
+    path = tmp_path / "m.keras"
+    kmodel.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    config["config"]["layers"][1]["config"]["dtype"] = {"class_name": "DTypePolicy", "config": {}}
+    members["config.json"] = json.dumps(config).encode()
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(KerasFormatError, match="broken.keras: the model in config.json cannot be rebuilt"):
+        tapefit.saving.load_model(broken)
 
 
 def test_a_file_of_neither_format_is_refused(tmp_path):

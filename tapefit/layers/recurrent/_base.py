@@ -31,14 +31,15 @@ def step_loop(
     """
 
     def where(keep: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        return torch.where(keep.view(-1, *([1] * (new.dim() - 1))), new, old)
+        return torch.where(keep if new.dim() == 2 else keep.view(-1, *([1] * (new.dim() - 1))), new, old)
 
+    keeps = None if mask is None else mask.unsqueeze(-1).unbind(1)  # (batch, 1) per step, made once
     outputs = []
     previous = None
     for t in range(inputs.shape[1]):
         output, new_states = step(inputs[:, t], states)
-        if mask is not None:
-            keep = mask[:, t]
+        if keeps is not None:
+            keep = keeps[t]
             fill = torch.zeros_like(output) if previous is None or zero_output_for_mask else previous
             output = where(keep, output, fill)
             new_states = [where(keep, new, old) for new, old in zip(new_states, states)]
