@@ -1,9 +1,8 @@
 """Read Keras HDF5 weight files into a tapefit model, layer by layer, in Keras layout.
 
-Two layouts exist: Keras 3's ``.weights.h5`` (``layers/<class_path>/vars/<i>``, where the class
-path is the snake_case class name numbered in ``model.layers`` order, never the layer name), and
-the legacy Keras 2 layout that the published ImageNet files use (``layer_names`` and
-``weight_names`` attributes, one group per layer name). Every array is checked against the
+Two layouts exist: Keras 3's ``.weights.h5``, read by ``tapefit.saving.keras_format``, and the
+legacy Keras 2 layout that the published ImageNet files use (``layer_names`` and
+``weight_names`` attributes, one group per layer name), read here. Every array is checked against the
 model before any weight changes, so a wrong file leaves the model as it was.
 """
 
@@ -13,8 +12,6 @@ import os
 from typing import Any
 
 import numpy as np
-
-from .._naming import to_snake_case
 
 __all__ = ["load_keras_h5"]
 
@@ -46,23 +43,6 @@ def _attr_list(group: Any, name: str) -> list[str]:
 
 def _weighted_layers(model: Any) -> list[Any]:
     return [layer for layer in model.layers if layer.weights]
-
-
-def _keras3_arrays(group: Any, model: Any) -> list[tuple[Any, list[np.ndarray], str]]:
-    out: list[tuple[Any, list[np.ndarray], str]] = []
-    used: dict[str, int] = {}
-    for layer in model.layers:
-        base = to_snake_case(type(layer).__name__)
-        used[base] = used.get(base, -1) + 1
-        path = base if used[base] == 0 else f"{base}_{used[base]}"
-        where = f"layers/{path}"
-        if not layer.weights:
-            continue
-        if f"{where}/vars" not in group:
-            raise ValueError(f"the file has no weights at {where!r} for layer {layer.name!r}")
-        vars_group = group[f"{where}/vars"]
-        out.append((layer, [np.asarray(vars_group[str(i)]) for i in range(len(vars_group))], where))
-    return out
 
 
 def _legacy_arrays(group: Any, model: Any) -> list[tuple[Any, list[np.ndarray], str]]:
@@ -113,7 +93,7 @@ def load_keras_h5(model: Any, filepath: str | os.PathLike) -> None:
             if "layer_names" in group.attrs or "layer_names0" in group.attrs:
                 staged = _legacy_arrays(group, model)
             elif "layers" in group:
-                staged = _keras3_arrays(group, model)
+                staged = None  # Keras 3's layout: the checked reader of tapefit.saving reads it
             else:
                 raise ValueError("it is neither a Keras 3 .weights.h5 file nor a legacy Keras weights file")
         except OSError as e:  # h5py's error for a damaged block met while reading
@@ -122,6 +102,11 @@ def load_keras_h5(model: Any, filepath: str | os.PathLike) -> None:
             raise ValueError(
                 f"{filepath} does not match model {model.name!r} (nothing was loaded): {e}"
             ) from e
+    if staged is None:
+        from ..saving.keras_format import load_keras_weights
+
+        load_keras_weights(model, filepath)
+        return
     problems = []
     for layer, arrays, where in staged:
         want = [w.shape for w in layer.get_weights()]

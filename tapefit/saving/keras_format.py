@@ -126,7 +126,7 @@ def load_keras_archive(
     where = f"{filepath}:model.weights.h5"
     with _open_h5(h5py, io.BytesIO(blob), where) as f:
         reader = H5Reader(f, where, max_bytes=8 * len(blob) + (1 << 20))
-        assign(stage_model_weights(model, reader, orders))
+        assign(_staged(lambda: stage_model_weights(model, reader, orders)))
         compile_config = entry.get("compile_config")
         if compile and compile_config:
             _restore_compile(model, compile_config, reader, orders, filepath, custom_objects)
@@ -152,7 +152,7 @@ def load_keras_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: b
                 "model.save_weights('model.weights.h5')."
             )
         reader = H5Reader(f, filepath, max_bytes=8 * os.path.getsize(filepath) + (1 << 20))
-        assign(stage_model_weights(model, reader, skip_mismatch=skip_mismatch))
+        assign(_staged(lambda: stage_model_weights(model, reader, skip_mismatch=skip_mismatch)))
 
 
 def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = False) -> None:
@@ -161,6 +161,14 @@ def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = 
         load_keras_weights(model, filepath, skip_mismatch)
     else:
         _load_tapefit_weights(model, filepath, skip_mismatch)
+
+
+def _staged(stage: Any) -> Any:
+    """``stage()``'s checked weights; its refusal says that the model was left as it was."""
+    try:
+        return stage()
+    except KerasFormatError as e:
+        raise KerasFormatError(f"{e} Nothing was loaded: the model is unchanged.") from e
 
 
 def _json_member(zf: zipfile.ZipFile, name: str, filepath: str) -> Any:

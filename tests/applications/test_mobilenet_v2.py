@@ -235,7 +235,7 @@ def test_h5_that_does_not_match_loads_nothing(tmp_path, ours_small) -> None:
     other.save_weights(str(path))
     ours = ours_small
     before = ours.get_weights()
-    with pytest.raises(ValueError, match="nothing was loaded"):
+    with pytest.raises(ValueError, match="(?i)nothing was loaded"):
         load_keras_h5(ours, path)
     for a, b in zip(before, ours.get_weights()):
         np.testing.assert_array_equal(a, b)
