@@ -221,7 +221,13 @@ from .pooling import (
     MaxPooling3D as MaxPooling3D,
 )
 from .preprocessing import (
+    CategoryEncoding as CategoryEncoding,
+)
+from .preprocessing import (
     CenterCrop as CenterCrop,
+)
+from .preprocessing import (
+    Discretization as Discretization,
 )
 from .preprocessing import (
     Normalization as Normalization,
@@ -390,6 +396,7 @@ __all__ = [
     "AvgPool3D",
     "BatchNormalization",
     "Bidirectional",
+    "CategoryEncoding",
     "CenterCrop",
     "Concatenate",
     "Conv1D",
@@ -410,6 +417,7 @@ __all__ = [
     "Dense",
     "DepthwiseConv1D",
     "DepthwiseConv2D",
+    "Discretization",
     "Dot",
     "Dropout",
     "ELU",

@@ -1,10 +1,13 @@
 """Preprocessing layers that run on batches on the model's device.
 
-Deterministic: ``Rescaling``, ``Normalization`` (with ``adapt``), ``Resizing``, ``CenterCrop``.
+Deterministic: ``Rescaling``, ``Normalization`` and ``Discretization`` (with ``adapt``),
+``CategoryEncoding``, ``Resizing``, ``CenterCrop``.
 Augmentation, active only when ``training`` is True: ``RandomFlip``, ``RandomCrop``,
 ``RandomTranslation``, ``RandomRotation``, ``RandomZoom``, ``RandomContrast``.
 """
 
+from .category_encoding import CategoryEncoding
+from .discretization import Discretization
 from .normalization import Normalization
 from .random_contrast import RandomContrast
 from .random_crop import RandomCrop
@@ -16,7 +19,9 @@ from .rescaling import Rescaling
 from .resizing import CenterCrop, Resizing
 
 __all__ = [
+    "CategoryEncoding",
     "CenterCrop",
+    "Discretization",
     "Normalization",
     "RandomContrast",
     "RandomCrop",
