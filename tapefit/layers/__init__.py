@@ -22,6 +22,12 @@ from .attention import (
     Attention as Attention,
 )
 from .attention import (
+    GroupedQueryAttention as GroupedQueryAttention,
+)
+from .attention import (
+    GroupQueryAttention as GroupQueryAttention,
+)
+from .attention import (
     MultiHeadAttention as MultiHeadAttention,
 )
 from .conv import (
@@ -441,6 +447,8 @@ __all__ = [
     "GlobalMaxPooling2D",
     "GlobalMaxPooling3D",
     "GroupNormalization",
+    "GroupQueryAttention",
+    "GroupedQueryAttention",
     "Identity",
     "Input",
     "InputLayer",
