@@ -54,6 +54,8 @@ def test_category_encoding_count_weights_and_binary_alias():
     for shape in [(6,), (3, 4)]:
         x, w = rng.integers(0, 5, shape), rng.random(shape)
         _same(ours, theirs, x, count_weights=w)
+    x, w = np.array([[1, 1, 3], [0, 2, 3]]), np.array([0.5, 2.0, 3.0])  # weights broadcast, as Keras
+    _same(ours, theirs, x, count_weights=w)
     out = ours(torch.tensor([[1, 1, 4]]), count_weights=torch.tensor([[0.5, 2.0, 3.0]]))
     np.testing.assert_allclose(_np(out), [[0, 2.5, 0, 0, 3.0]])
     binary = CategoryEncoding(3, output_mode="binary")
@@ -76,8 +78,8 @@ def test_category_encoding_errors():
             CategoryEncoding(4, output_mode=mode)(np.array([[0, 4]]))
     with pytest.raises(ValueError, match="count_weights is only used"):
         CategoryEncoding(4)(np.array([[0, 1]]), count_weights=np.array([[1.0, 1.0]]))
-    with pytest.raises(ValueError, match="inputs' shape"):
-        CategoryEncoding(4, output_mode="count")(np.array([[0, 1]]), count_weights=np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="must broadcast to the inputs' shape"):
+        CategoryEncoding(4, output_mode="count")(np.array([[0, 1]]), count_weights=np.array([1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="sparse=True"):
         CategoryEncoding(4, sparse=True)
     with pytest.raises(ValueError, match="IntegerLookup"):
@@ -145,7 +147,7 @@ def test_adapt_on_arrays_and_batches_matches_keras_exactly(n, epsilon, num_bins)
     layer.adapt(data)
     assert layer.bin_boundaries == _keras_boundaries([data], num_bins, epsilon)
     batches = np.array_split(data, 5)
-    layer.adapt(batches)
+    layer.adapt(iter(batches))
     assert layer.bin_boundaries == _keras_boundaries(batches, num_bins, epsilon)
     layer.adapt(torch.from_numpy(data))
     assert layer.bin_boundaries == _keras_boundaries([data], num_bins, epsilon)
@@ -211,6 +213,8 @@ def test_discretization_errors():
         )
     with pytest.raises(ValueError, match="no data"):
         Discretization(num_bins=2).adapt([np.zeros((0, 2))])
+    with pytest.raises(ValueError, match=r"ragged.*iter\(batches\)"):
+        Discretization(num_bins=2).adapt([np.zeros((2, 2)), np.zeros((1, 2))])
     with pytest.raises(ValueError, match="steps"):
         Discretization(num_bins=2).adapt(np.ones(3), steps=1)
     with pytest.raises(TypeError, match="iterable of batches"):
@@ -258,3 +262,12 @@ def test_a_saved_model_keeps_the_adapted_boundaries(tmp_path):
     assert loaded.layers[1].bin_boundaries == discretization.bin_boundaries
     x = np.random.default_rng(5).standard_normal((6, 1)).astype("float32")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_adapt_on_a_python_list_summarises_it_as_one_array_as_keras():
+    values = np.random.default_rng(11).standard_normal(300).astype("float32")
+    expected = _keras_boundaries([values], 4, 0.01)
+    for data in (values.tolist(), [[v] for v in values.tolist()]):
+        layer = Discretization(num_bins=4)
+        layer.adapt(data)
+        np.testing.assert_array_equal(layer.bin_boundaries, expected)

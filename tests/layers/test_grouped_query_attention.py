@@ -175,14 +175,22 @@ def test_flash_attention_options_and_subclass_hook():
         GroupQueryAttention(4, 4, 2, flash_attention=True)(q, q, return_attention_scores=True)
 
     class Hooked(GroupQueryAttention):
-        def _compute_attention(self, query, key, value, attention_mask=None, training=None, **kwargs):
+        """Keras's hook signature: scores come from self._return_attention_scores."""
+
+        def _compute_attention(
+            self, query, key, value, attention_mask=None, training=None, use_causal_mask=False
+        ):
             assert key.shape[2] == query.shape[2]  # Keras repeats the key/value heads before the hook
-            return super()._compute_attention(query, key, value, attention_mask, training, **kwargs)
+            return super()._compute_attention(query, key, value, attention_mask, training, use_causal_mask)
 
     hooked = Hooked(4, 4, 2)
     hooked(q, q)
     hooked.set_weights(ours.get_weights())
     torch.testing.assert_close(hooked(q, q, use_causal_mask=True), ref, rtol=1e-5, atol=1e-6)
+    out, scores = hooked(q, q, return_attention_scores=True)
+    ref_out, ref_scores = ours(q, q, return_attention_scores=True)
+    torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
 
 
 def test_activity_regularizer_losses_match_keras():

@@ -115,6 +115,7 @@ class GroupedQueryAttention(Layer):
         self.sliding_window = sliding_window
         self._flash_attention = flash_attention
         self.seed = seed
+        self._return_attention_scores = False
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
@@ -204,6 +205,7 @@ class GroupedQueryAttention(Layer):
         use_causal_mask: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         key = value if key is None else key
+        self._return_attention_scores = return_attention_scores  # read by Keras-style hooks
         own_attention = type(self)._compute_attention is GroupedQueryAttention._compute_attention
         causal_only = (
             use_causal_mask
@@ -231,9 +233,7 @@ class GroupedQueryAttention(Layer):
             # Keras's contract for ``_compute_attention``: key and value already have the query's heads.
             k = torch.repeat_interleave(k, self.num_repeats, dim=2)
             v = torch.repeat_interleave(v, self.num_repeats, dim=2)
-            output, scores = self._compute_attention(
-                q, k, v, attention_mask, training, return_attention_scores=return_attention_scores
-            )
+            output, scores = self._compute_attention(q, k, v, attention_mask, training)
         output = self._output_dense(output * gate if self.use_gate else output)
         if self.activity_regularizer is not None:
             # Keras's Layer.__call__ also regularizes the whole layer's outputs, per sample.
@@ -249,13 +249,13 @@ class GroupedQueryAttention(Layer):
         attention_mask: torch.Tensor | None = None,
         training: bool | None = None,
         use_causal_mask: bool = False,
-        return_attention_scores: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attention over projected ``query`` (B, T, num_query_heads, head_dim) and ``key``/``value``
-        whose heads were already repeated to the query's; returns the output and, when asked, the
-        scores (B, num_query_heads, T, S). Keras's hook: override it for another attention."""
+        whose heads were already repeated to the query's; returns the output and, when the call
+        asked for them (``self._return_attention_scores``, as in Keras), the scores (B,
+        num_query_heads, T, S). Keras's hook: override it for another attention."""
         return self._attend(
-            query, key, value, attention_mask, training, return_attention_scores, use_causal_mask
+            query, key, value, attention_mask, training, self._return_attention_scores, use_causal_mask
         )
 
     def _attend(

@@ -79,7 +79,8 @@ class CategoryEncoding(Layer):
     shape gains a last axis); ``"multi_hot"`` marks the tokens present in each sample, the sample
     being the last axis of ``(batch, length)`` inputs (or the whole of a vector); ``"count"``
     counts them, optionally weighted by ``count_weights``. Negative tokens encode to zeros and
-    tokens ``>= num_tokens`` raise ``RuntimeError``, as Keras on torch does. Outputs have the
+    tokens ``>= num_tokens`` raise ``RuntimeError`` on CPU, as Keras on torch does (on a GPU torch
+    reports them as a device-side assert, which ends the CUDA context). Outputs have the
     layer's dtype (float32 by default).
 
     Args:
@@ -119,7 +120,8 @@ class CategoryEncoding(Layer):
         self.sparse = False
 
     def call(self, inputs: torch.Tensor, count_weights: Any = None) -> torch.Tensor:
-        """Encode ``inputs``; ``count_weights`` (same shape) weighs each token in ``"count"`` mode."""
+        """Encode ``inputs``; ``count_weights`` (broadcast to the inputs' shape, as Keras) weighs each
+        token in ``"count"`` mode."""
         inputs = torch.as_tensor(inputs)
         if count_weights is not None:
             if self.output_mode != "count":
@@ -130,11 +132,13 @@ class CategoryEncoding(Layer):
             count_weights = torch.as_tensor(count_weights, device=inputs.device).to(
                 getattr(torch, self.compute_dtype)
             )
-            if count_weights.shape != inputs.shape:
+            try:
+                count_weights = count_weights.broadcast_to(inputs.shape)
+            except RuntimeError:
                 raise ValueError(
-                    f"CategoryEncoding {self.name!r}: count_weights must have the inputs' shape "
+                    f"CategoryEncoding {self.name!r}: count_weights must broadcast to the inputs' shape "
                     f"{tuple(inputs.shape)}, got {tuple(count_weights.shape)}."
-                )
+                ) from None
         return _encode(inputs, self.output_mode, self.num_tokens, getattr(torch, self.dtype), count_weights)
 
     def get_config(self) -> dict[str, Any]:

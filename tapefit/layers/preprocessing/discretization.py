@@ -165,9 +165,10 @@ class Discretization(Layer):
         """Learn ``num_bins`` quantile boundaries from ``data`` with Keras's quantile summary.
 
         Args:
-            data: a numpy array or tensor (summarised as one batch), a ``tapefit.data.Dataset`` or
-                any iterable of batches (each batch is summarised on its own and the summaries
-                merged, as in Keras; ``(x, y)`` elements use ``x``).
+            data: a numpy array, tensor or (nested) list of numbers (summarised as one array, as
+                Keras does), or a ``tapefit.data.Dataset`` or other iterator of batches (each batch
+                is summarised on its own and the summaries merged, as in Keras; ``(x, y)``
+                elements use ``x``).
             steps: the most batches to read from a dataset or iterable (needed for an infinite
                 dataset); not accepted with an array.
         """
@@ -197,6 +198,14 @@ class Discretization(Layer):
         from ...data import Dataset
         from ...data.spec import INFINITE_CARDINALITY
 
+        if isinstance(data, (list, tuple)):
+            try:
+                data = np.asarray(data)  # as Keras: anything but a dataset is one array
+            except ValueError as error:
+                raise ValueError(
+                    f"Discretization.adapt(): a list is adapted as one array, as in Keras, and this one is "
+                    f"ragged ({error}); pass an iterator of batches, e.g. iter(batches), or a Dataset."
+                ) from None
         if isinstance(data, (np.ndarray, torch.Tensor)):
             if steps is not None:
                 raise ValueError(
