@@ -319,10 +319,10 @@ def test_subclassed_model_with_custom_objects(tmp_path):
 
 def test_unknown_layer_class_is_refused_by_name(tmp_path):
     kmodel = keras.Sequential(
-        [keras.Input((3,)), L.CategoryEncoding(num_tokens=4, name="encode"), L.Dense(2)]
+        [keras.Input((3,)), L.SpectralNormalization(L.Dense(2), name="normed"), L.Dense(2)]
     )
     with pytest.raises(
-        KerasFormatError, match=r"'encode' \(CategoryEncoding\): tapefit has no CategoryEncoding"
+        KerasFormatError, match=r"'normed' \(SpectralNormalization\): tapefit has no SpectralNormalization"
     ):
         _save_and_load(kmodel, tmp_path)
 

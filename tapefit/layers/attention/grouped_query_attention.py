@@ -6,20 +6,17 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ... import constraints, initializers, regularizers
 from ..activation_layers import _large_negative
 from ..einsum_dense import EinsumDense
 from ..layer import Layer
 from ..regularization import Dropout
-from .multi_head_attention import _NO_FLASH, _sdpa_large_negative, _unmasked
+from ._common import attention_mask_of, causal_mask, fused_attention, to_4d, unmasked
 
 __all__ = ["GroupQueryAttention", "GroupedQueryAttention"]
 
 # ``enable_gqa`` arrived in torch 2.5; before it the key/value heads are repeated by hand.
-_SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -221,10 +218,10 @@ class GroupedQueryAttention(Layer):
                 query, value, query_mask, value_mask, key_mask, attention_mask, use_causal_mask
             )
         if self.use_gate:
-            gate = self._gate_dense(_unmasked(query))
-        q = self._query_dense(_unmasked(query))
-        k = self._key_dense(_unmasked(key))
-        v = self._value_dense(_unmasked(value))
+            gate = self._gate_dense(unmasked(query))
+        q = self._query_dense(unmasked(query))
+        k = self._key_dense(unmasked(key))
+        v = self._value_dense(unmasked(value))
         if own_attention:
             output, scores = self._attend(
                 q, k, v, attention_mask, training, return_attention_scores, causal_only
@@ -298,45 +295,22 @@ class GroupedQueryAttention(Layer):
         training: bool | None,
         is_causal: bool,
     ) -> torch.Tensor:
-        mask = additive = None
-        if attention_mask is not None:
-            mask = _to_4d(attention_mask.bool())
-            additive = torch.zeros(mask.shape, dtype=query.dtype, device=query.device)
-            additive.masked_fill_(~mask, _sdpa_large_negative(query.dtype))
-        q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
-        extra = {}
-        repeats = q.shape[1] // k.shape[1]
-        if repeats > 1:
-            # Only the flash and math kernels take ``enable_gqa``: where flash cannot run (a mask) or
-            # is forbidden, the heads are repeated so that the memory-efficient kernel stays available.
-            if _SDPA_HAS_GQA and mask is None and self._flash_attention is not False:
-                extra["enable_gqa"] = True
-            else:
-                k = torch.repeat_interleave(k, repeats, dim=1)
-                v = torch.repeat_interleave(v, repeats, dim=1)
-        kwargs = {
-            "attn_mask": additive,
-            "dropout_p": self.dropout if training else 0.0,
-            "is_causal": is_causal,
-            "scale": self._inverse_sqrt_head_dim,
-            **extra,
-        }
-        if self._flash_attention is None:
-            out = F.scaled_dot_product_attention(q, k, v, **kwargs)
-        else:
-            backends = [SDPBackend.FLASH_ATTENTION] if self._flash_attention else _NO_FLASH
-            with sdpa_kernel(backends):
-                out = F.scaled_dot_product_attention(q, k, v, **kwargs)
-        out = out.transpose(1, 2)
-        if mask is not None and self.dropout > 0.0:
-            # Keras's dropout path gives zeros where a query may attend to nothing.
-            out = out * mask.any(-1).transpose(1, 2).unsqueeze(-1).to(out.dtype)
-        return out
+        return fused_attention(
+            query,
+            key,
+            value,
+            attention_mask,
+            self.dropout,
+            training,
+            is_causal,
+            self._inverse_sqrt_head_dim,
+            self._flash_attention,
+        )
 
     def _masked_softmax(self, scores: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if attention_mask is None:
             return torch.softmax(scores, dim=-1)
-        mask = _to_4d(attention_mask.bool())
+        mask = to_4d(attention_mask.bool())
         probs = torch.softmax(torch.where(mask, scores, _large_negative(scores.dtype)), dim=-1)
         return torch.where(mask, probs, 0.0)
 
@@ -353,30 +327,20 @@ class GroupedQueryAttention(Layer):
         """The boolean (B, T, S) mask of which query positions may attend to which keys: the AND of
         ``attention_mask``, the query mask (B, T, 1), the value and key masks (B, 1, S) and the
         causal and sliding-window masks (1, T, S)."""
-        parts = [] if attention_mask is None else [attention_mask.bool()]
-        if query_mask is not None:
-            parts.append(query_mask.bool().unsqueeze(-1))
-        if value_mask is not None:
-            parts.append(value_mask.bool().unsqueeze(-2))
-        if key_mask is not None:
-            parts.append(key_mask.bool().unsqueeze(-2))
-        if use_causal_mask:
-            parts.append(self._compute_causal_mask(query, value))
-        if self.sliding_window is not None:
-            rows = torch.arange(query.shape[1], device=query.device).view(1, -1, 1)
-            cols = torch.arange(value.shape[1], device=query.device).view(1, 1, -1)
-            parts.append((rows - cols).abs() < self.sliding_window)
-        if not parts:
-            return None
-        mask = parts[0]
-        for part in parts[1:]:
-            mask = mask & part
-        return mask
+        return attention_mask_of(
+            query,
+            value,
+            query_mask,
+            value_mask,
+            key_mask,
+            attention_mask,
+            use_causal_mask,
+            self.sliding_window,
+        )
 
     def _compute_causal_mask(self, query: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
         """The (1, T, S) lower-triangular mask: query position i may attend to key positions <= i."""
-        keys = query.shape[1] if value is None else value.shape[1]
-        return torch.ones(query.shape[1], keys, dtype=torch.bool, device=query.device).tril().unsqueeze(0)
+        return causal_mask(query, value)
 
     # ------------------------------------------------------------------- shapes
     def compute_output_shape(self, query_shape: Any, value_shape: Any, key_shape: Any = None) -> tuple:
@@ -412,13 +376,6 @@ class GroupedQueryAttention(Layer):
             "bias_constraint": constraints.serialize(self.bias_constraint),
             "seed": self.seed,
         }
-
-
-def _to_4d(mask: torch.Tensor) -> torch.Tensor:
-    """A (B, T, S) or lower-rank boolean mask with a heads axis, as Keras expands it."""
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(-3)
-    return mask
 
 
 GroupQueryAttention = GroupedQueryAttention

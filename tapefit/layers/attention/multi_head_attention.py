@@ -7,19 +7,15 @@ import string
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ... import constraints, initializers, regularizers
-from ..._masking import get_mask
 from ..activation_layers import _large_negative
 from ..einsum_dense import EinsumDense
 from ..layer import Layer
 from ..regularization import Dropout
+from ._common import attention_mask_of, causal_mask, fused_attention, unmasked
 
 __all__ = ["MultiHeadAttention"]
-
-_NO_FLASH = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
 
 
 class MultiHeadAttention(Layer):
@@ -238,10 +234,10 @@ class MultiHeadAttention(Layer):
                 query, value, query_mask, value_mask, key_mask, attention_mask, use_causal_mask
             )
         if self._use_gate:
-            gate = self._gate_dense(_unmasked(query))
-        q = self._query_dense(_unmasked(query))
-        k = self._key_dense(_unmasked(key))
-        v = self._value_dense(_unmasked(value))
+            gate = self._gate_dense(unmasked(query))
+        q = self._query_dense(unmasked(query))
+        k = self._key_dense(unmasked(key))
+        v = self._value_dense(unmasked(value))
         extra = {"use_causal_mask": True} if causal_only else {}
         output, scores = self._compute_attention(
             q, k, v, attention_mask, training, return_attention_scores, **extra
@@ -291,43 +287,17 @@ class MultiHeadAttention(Layer):
         training: bool | None,
         is_causal: bool,
     ) -> torch.Tensor:
-        mask = None
-        if attention_mask is not None:
-            mask = attention_mask.bool()
-            while mask.dim() < 4:
-                mask = mask.unsqueeze(-3)
-            additive = torch.zeros(mask.shape, dtype=query.dtype, device=query.device)
-            additive.masked_fill_(~mask, _sdpa_large_negative(query.dtype))
-        backends = [SDPBackend.FLASH_ATTENTION] if self._flash_attention else None
-        if self._flash_attention is False:
-            backends = _NO_FLASH
-        q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
-        dropout_p = self._dropout if training else 0.0
-        if backends is None:
-            out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=None if mask is None else additive,
-                dropout_p=dropout_p,
-                is_causal=is_causal,
-                scale=self._inverse_sqrt_key_dim,
-            )
-        else:
-            with sdpa_kernel(backends):
-                out = F.scaled_dot_product_attention(
-                    q,
-                    k,
-                    v,
-                    attn_mask=None if mask is None else additive,
-                    dropout_p=dropout_p,
-                    is_causal=is_causal,
-                    scale=self._inverse_sqrt_key_dim,
-                )
-        out = out.transpose(1, 2)
-        if mask is not None and self._dropout > 0.0:
-            out = out * mask.any(-1).transpose(1, 2).unsqueeze(-1).to(out.dtype)
-        return out
+        return fused_attention(
+            query,
+            key,
+            value,
+            attention_mask,
+            self._dropout,
+            training,
+            is_causal,
+            self._inverse_sqrt_key_dim,
+            self._flash_attention,
+        )
 
     def _masked_softmax(self, scores: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         axes = self._softmax_axes
@@ -358,32 +328,20 @@ class MultiHeadAttention(Layer):
         """The boolean (B, T, S) mask of which query positions may attend to which keys: the AND of
         the query mask (B, T, 1), the value and key masks (B, 1, S), the causal and sliding-window
         masks (1, T, S) and ``attention_mask``."""
-        parts = []
-        if query_mask is not None:
-            parts.append(query_mask.bool().unsqueeze(-1))
-        if value_mask is not None:
-            parts.append(value_mask.bool().unsqueeze(-2))
-        if key_mask is not None:
-            parts.append(key_mask.bool().unsqueeze(-2))
-        if use_causal_mask:
-            parts.append(self._compute_causal_mask(query, value))
-        if self._sliding_window is not None:
-            rows = torch.arange(query.shape[1], device=query.device).view(1, -1, 1)
-            cols = torch.arange(value.shape[1], device=query.device).view(1, 1, -1)
-            parts.append((rows - cols).abs() < self._sliding_window)
-        if attention_mask is not None:
-            parts.insert(0, attention_mask.bool())
-        if not parts:
-            return None
-        mask = parts[0]
-        for part in parts[1:]:
-            mask = mask & part
-        return mask
+        return attention_mask_of(
+            query,
+            value,
+            query_mask,
+            value_mask,
+            key_mask,
+            attention_mask,
+            use_causal_mask,
+            self._sliding_window,
+        )
 
     def _compute_causal_mask(self, query: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
         """The (1, T, S) lower-triangular mask: query position i may attend to key positions <= i."""
-        keys = query.shape[1] if value is None else value.shape[1]
-        return torch.ones(query.shape[1], keys, dtype=torch.bool, device=query.device).tril().unsqueeze(0)
+        return causal_mask(query, value)
 
     # ------------------------------------------------------------------- shapes
     def compute_output_shape(self, query_shape: Any, value_shape: Any = None, key_shape: Any = None) -> tuple:
@@ -420,16 +378,6 @@ class MultiHeadAttention(Layer):
             "bias_constraint": constraints.serialize(self._bias_constraint),
             "seed": self.seed,
         }
-
-
-def _unmasked(x: torch.Tensor) -> torch.Tensor:
-    """``x`` without its Keras mask (a view), so the projections neither warn nor carry it."""
-    return x if get_mask(x) is None else x.view_as(x)
-
-
-def _sdpa_large_negative(dtype: torch.dtype) -> float:
-    """Keras's additive mask value for the fused kernel: 0.7 of the dtype's most negative number."""
-    return -0.7 * (65500.0 if dtype == torch.float16 else 3.38953e38)
 
 
 def _projection_equation(free_dims: int, bound_dims: int, output_dims: int) -> tuple[str, str, int]:
