@@ -62,6 +62,26 @@ class _Gated:
     def _state_names(self) -> tuple[str, ...]:
         return ("h",)
 
+    def _gate_config(self) -> dict[str, Any]:
+        """The config keys of the options above, which a layer and its cell both save."""
+        return {
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+
     # ------------------------------------------------------------------ weights
     def _build_weights(self, input_dim: int) -> None:
         width = self._gates * self.units
@@ -175,6 +195,13 @@ class _LSTMStep(_Gated):
     def _state_names(self) -> tuple[str, ...]:
         return ("h", "c")
 
+    def _gate_config(self) -> dict[str, Any]:
+        return {
+            **super()._gate_config(),
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "unit_forget_bias": self.unit_forget_bias,
+        }
+
     def _bias_initial_value(self) -> Any:
         if not self.unit_forget_bias:
             return self.bias_initializer
@@ -202,6 +229,13 @@ class _GRUStep(_Gated):
 
     def _bias_shape(self) -> tuple[int, ...]:
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _gate_config(self) -> dict[str, Any]:
+        return {
+            **super()._gate_config(),
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "reset_after": self.reset_after,
+        }
 
     def _input_bias(self) -> torch.Tensor:
         return self.bias[0] if self.reset_after else self.bias

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-from ... import activations, constraints, initializers, regularizers
 from ..layer import Layer
 from ._gated import _Gated, _GRUStep, _LSTMStep, _SimpleRNNStep, check_units
 
@@ -132,24 +131,7 @@ class _Cell(_Gated, Layer):
         self._recurrent_dropout_mask = None
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), **self._gate_config()}
 
 
 class SimpleRNNCell(_SimpleRNNStep, _Cell):
@@ -259,13 +241,6 @@ class LSTMCell(_LSTMStep, _Cell):
         )
         self.unit_forget_bias = bool(unit_forget_bias)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "recurrent_activation": activations.serialize(self.recurrent_activation),
-            "unit_forget_bias": self.unit_forget_bias,
-        }
-
 
 class GRUCell(_GRUStep, _Cell):
     """One step of :class:`~tapefit.layers.GRU`: gates (z, r, h); ``reset_after=True`` (Keras's
@@ -321,10 +296,3 @@ class GRUCell(_GRUStep, _Cell):
             **kwargs,
         )
         self.reset_after = bool(reset_after)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "recurrent_activation": activations.serialize(self.recurrent_activation),
-            "reset_after": self.reset_after,
-        }

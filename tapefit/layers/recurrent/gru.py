@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from ... import activations
 from ._base import _Recurrent
 from ._gated import _GRUStep
 
@@ -95,7 +94,5 @@ class GRU(_GRUStep, _Recurrent):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "recurrent_activation": activations.serialize(self.recurrent_activation),
-            "reset_after": self.reset_after,
             "use_cudnn": self.use_cudnn,
         }

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from ... import activations
 from ._base import _Recurrent
 from ._gated import _LSTMStep
 
@@ -90,7 +89,5 @@ class LSTM(_LSTMStep, _Recurrent):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "recurrent_activation": activations.serialize(self.recurrent_activation),
-            "unit_forget_bias": self.unit_forget_bias,
             "use_cudnn": self.use_cudnn,
         }
