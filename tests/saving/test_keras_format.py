@@ -343,6 +343,35 @@ def test_keras_lambda_is_refused_in_safe_mode(tmp_path):
         _save_and_load(kmodel, tmp_path, safe_mode=False)
 
 
+def _rewritten_archive(kmodel, tmp_path, name, edit):
+    """``kmodel`` saved as a ``.keras`` file, then written again as ``name`` after ``edit`` has
+    changed its members (a dict of member name to bytes)."""
+    path = tmp_path / "m.keras"
+    kmodel.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {member: zf.read(member) for member in zf.namelist()}
+    edit(members)
+    rewritten = tmp_path / name
+    with zipfile.ZipFile(rewritten, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    return rewritten
+
+
+def _edit_weights(tmp_path, edit):
+    """An ``edit`` for :func:`_rewritten_archive` that changes model.weights.h5 with h5py."""
+    import h5py
+
+    def apply(members):
+        weights = tmp_path / "w.h5"
+        weights.write_bytes(members["model.weights.h5"])
+        with h5py.File(weights, "r+") as f:
+            edit(f)
+        members["model.weights.h5"] = weights.read_bytes()
+
+    return apply
+
+
 def test_truncated_and_corrupted_keras_files_are_refused(tmp_path):
     kmodel = keras.Sequential([keras.Input((3,)), L.Dense(64), L.Dense(2)])
     path = tmp_path / "m.keras"
@@ -353,14 +382,11 @@ def test_truncated_and_corrupted_keras_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"truncated\.keras.*corrupted/truncated"):
         tapefit.saving.load_model(truncated)
 
-    with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    h5 = bytearray(members["model.weights.h5"])
-    members["model.weights.h5"] = bytes(h5[: len(h5) // 3])
-    damaged = tmp_path / "damaged.keras"
-    with zipfile.ZipFile(damaged, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    def cut_weights(members):
+        h5 = members["model.weights.h5"]
+        members["model.weights.h5"] = h5[: len(h5) // 3]
+
+    damaged = _rewritten_archive(kmodel, tmp_path, "damaged.keras", cut_weights)
     with pytest.raises(ValueError, match=r"damaged\.keras:model\.weights\.h5 .*(truncated|corrupted)"):
         tapefit.saving.load_model(damaged)
 
@@ -368,45 +394,25 @@ def test_truncated_and_corrupted_keras_files_are_refused(tmp_path):
 def test_links_inside_the_weights_file_are_refused(tmp_path):
     import h5py
 
-    kmodel = keras.Sequential([keras.Input((3,)), L.Dense(2)])
-    path = tmp_path / "m.keras"
-    kmodel.save(path)
-    with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    weights = tmp_path / "w.h5"
-    weights.write_bytes(members["model.weights.h5"])
-    with h5py.File(weights, "a") as f:
+    def link(f):
         del f["layers/dense/vars"]
         f["layers/dense/vars"] = h5py.ExternalLink(str(tmp_path / "elsewhere.h5"), "/vars")
-    members["model.weights.h5"] = weights.read_bytes()
-    linked = tmp_path / "linked.keras"
-    with zipfile.ZipFile(linked, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+
+    kmodel = keras.Sequential([keras.Input((3,)), L.Dense(2)])
+    linked = _rewritten_archive(kmodel, tmp_path, "linked.keras", _edit_weights(tmp_path, link))
     with pytest.raises(KerasFormatError, match=r"layers/dense/vars' is a link"):
         tapefit.saving.load_model(linked)
 
 
 def test_the_weights_file_cannot_inflate_past_its_budget(tmp_path):
-    import h5py
-
-    kmodel = keras.Sequential([keras.Input((5,)), L.Dense(3)])
-    path = tmp_path / "m.keras"
-    kmodel.save(path)
-    with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    weights = tmp_path / "w.h5"
-    weights.write_bytes(members["model.weights.h5"])
-    with h5py.File(weights, "r+") as f:  # each dataset is small, together they are not
+    def add_datasets(f):  # each dataset is small, together they are not
         for i in range(2, 12):
             f.create_dataset(
                 f"layers/dense/vars/{i}", data=np.zeros((500, 500), "float32"), compression="gzip"
             )
-    members["model.weights.h5"] = weights.read_bytes()
-    bomb = tmp_path / "bomb.keras"
-    with zipfile.ZipFile(bomb, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+
+    kmodel = keras.Sequential([keras.Input((5,)), L.Dense(3)])
+    bomb = _rewritten_archive(kmodel, tmp_path, "bomb.keras", _edit_weights(tmp_path, add_datasets))
     with pytest.raises(KerasFormatError, match="for the whole file"):
         tapefit.saving.load_model(bomb)
 
@@ -414,18 +420,13 @@ def test_the_weights_file_cannot_inflate_past_its_budget(tmp_path):
 def test_a_config_that_cannot_be_built_is_refused_naming_the_file(tmp_path):
     import json
 
+    def policy_without_name(members):
+        config = json.loads(members["config.json"])
+        config["config"]["layers"][1]["config"]["dtype"] = {"class_name": "DTypePolicy", "config": {}}
+        members["config.json"] = json.dumps(config).encode()
+
     kmodel = keras.Sequential([keras.Input((5,)), L.Dense(3)])
-    path = tmp_path / "m.keras"
-    kmodel.save(path)
-    with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    config = json.loads(members["config.json"])
-    config["config"]["layers"][1]["config"]["dtype"] = {"class_name": "DTypePolicy", "config": {}}
-    members["config.json"] = json.dumps(config).encode()
-    broken = tmp_path / "broken.keras"
-    with zipfile.ZipFile(broken, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    broken = _rewritten_archive(kmodel, tmp_path, "broken.keras", policy_without_name)
     with pytest.raises(KerasFormatError, match="broken.keras: the model in config.json cannot be rebuilt"):
         tapefit.saving.load_model(broken)
 
